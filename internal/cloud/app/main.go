@@ -1,0 +1,51 @@
+package app
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"k8s.io/klog/v2"
+
+	"github.com/kubeedge-go/kubeedge/internal/cloud/config"
+	cfgutil "github.com/kubeedge-go/kubeedge/internal/config"
+	"github.com/kubeedge-go/kubeedge/internal/logging"
+)
+
+// Main is cloudcore's command line: --config FILE, --defaultconfig.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cloudcore", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/kubeedge/config/cloudcore.yaml", "configuration file")
+	printDefault := fs.Bool("defaultconfig", false, "print the default configuration and exit")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *printDefault {
+		b, err := cfgutil.Marshal(config.Default())
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(b)
+		return err
+	}
+	log, err := logging.New(stderr, *level)
+	if err != nil {
+		return err
+	}
+	klog.SetSlogLogger(log.With("source", "client-go"))
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	cc, err := New(cfg, Deps{Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := cc.Run(ctx); err != nil {
+		return fmt.Errorf("cloudcore: %w", err)
+	}
+	return nil
+}

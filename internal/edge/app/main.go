@@ -1,0 +1,56 @@
+package app
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	cfgutil "github.com/kubeedge-go/kubeedge/internal/config"
+	"github.com/kubeedge-go/kubeedge/internal/edge/config"
+	"github.com/kubeedge-go/kubeedge/internal/logging"
+)
+
+// Main is edgecore's command line: --config FILE, --defaultconfig, --minconfig.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("edgecore", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/kubeedge/config/edgecore.yaml", "configuration file")
+	printDefault := fs.Bool("defaultconfig", false, "print the full default configuration and exit")
+	printMin := fs.Bool("minconfig", false, "print the minimal configuration and exit")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *printDefault || *printMin {
+		host, _ := os.Hostname()
+		c := config.Default(host)
+		var v any = c
+		if *printMin {
+			v = c.Min()
+		}
+		b, err := cfgutil.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(b)
+		return err
+	}
+	log, err := logging.New(stderr, *level)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	ec, err := New(cfg, Deps{Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := ec.Run(ctx); err != nil {
+		return fmt.Errorf("edgecore: %w", err)
+	}
+	return nil
+}
