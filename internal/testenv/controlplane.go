@@ -354,7 +354,7 @@ func (cp *ControlPlane) checkAlive() error {
 func (cp *ControlPlane) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	lastErr := errors.New("no answer yet")
+	var lastErr error
 	for {
 		if err := cp.checkAlive(); err != nil {
 			return err

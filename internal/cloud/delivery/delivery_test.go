@@ -32,12 +32,6 @@ func (s *fakeSource) set(node string, key wire.Resource, rv string) {
 	s.objs[node][key] = Object{Resource: key, UID: "uid-" + key.Name, Kind: "ConfigMap", APIVersion: "v1", ResourceVersion: rv, Content: []byte(`{"rv":"` + rv + `"}`)}
 }
 
-func (s *fakeSource) del(node string, key wire.Resource) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.objs[node], key)
-}
-
 func (s *fakeSource) Desired(node string) []wire.Resource {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -234,7 +234,7 @@ func (s *Server) authenticate(r *http.Request, node string) (via string, code in
 	if h := r.Header.Get("Authorization"); h != "" {
 		tok, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok {
-			return "", http.StatusUnauthorized, errors.New(`Authorization header is not "Bearer <token>"`)
+			return "", http.StatusUnauthorized, errors.New(`header "Authorization" is not "Bearer <token>"`)
 		}
 		tok = strings.TrimSpace(tok)
 		if strings.Count(tok, ".") == 3 {

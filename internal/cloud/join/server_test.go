@@ -301,7 +301,7 @@ func TestJoinRefusals(t *testing.T) {
 		{"malformed token", "", map[string]string{"NodeName": "edge-1", "Authorization": "Bearer abc"}, bytes.NewReader(csrPEM(t, "edge-1")),
 			http.StatusUnauthorized, "JWT has 1 parts"},
 		{"not bearer", "", map[string]string{"NodeName": "edge-1", "Authorization": "Basic Zm9vOmJhcg=="}, bytes.NewReader(csrPEM(t, "edge-1")),
-			http.StatusUnauthorized, `Authorization header is not "Bearer <token>"`},
+			http.StatusUnauthorized, `header "Authorization" is not "Bearer <token>"`},
 		{"no credentials", "", map[string]string{"NodeName": "edge-1"}, bytes.NewReader(csrPEM(t, "edge-1")),
 			http.StatusUnauthorized, "no credentials"},
 		{"missing NodeName", "", map[string]string{"Authorization": "Bearer " + jwt}, bytes.NewReader(csrPEM(t, "edge-1")),

@@ -68,6 +68,3 @@ func merge(older, newer *op) *op {
 	}
 	return out
 }
-
-// empty reports whether o has nothing left to write.
-func (o *op) empty() bool { return o.apply == nil && len(o.deletes) == 0 }

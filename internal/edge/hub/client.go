@@ -67,9 +67,8 @@ type Client struct {
 	mu  sync.Mutex
 	cur *conn // guarded by mu; nil while disconnected
 
-	connects   atomic.Int64
-	connected  chan struct{} // replaced per session; closed when a session starts (guarded by mu)
-	lastChange atomic.Int64  // unix ms of the last connect/disconnect
+	connects  atomic.Int64
+	connected chan struct{} // replaced per session; closed when a session starts (guarded by mu)
 }
 
 type conn struct {
