@@ -11,7 +11,7 @@ bash hack/build.sh
 bash hack/verify.sh
 # Tests that need the control plane or root fail instead of skipping.
 export KUBEEDGE_REQUIRE_ALL=1
-ulimit -n 65536 2>/dev/null || true
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 log "go test -race ./... (real apiserver, real sockets)"
 go test -race -count=1 -timeout 30m ./... 2>&1 | tee "${OUTPUT}/test.log"
 status=${PIPESTATUS[0]}

@@ -31,7 +31,8 @@ else
   "${BIN}/cloudcore" --defaultconfig \
     | sed -e "s#kubeConfig: .*#kubeConfig: ${KUBECONFIG_PATH}#" -e "s#address: 0.0.0.0#address: 127.0.0.1#" \
     > "${LOCAL}/cloud/cloudcore.yaml"
-  setsid "${BIN}/cloudcore" --config "${LOCAL}/cloud/cloudcore.yaml" >> "${LOCAL}/cloud/cloudcore.log" 2>&1 < /dev/null &
+  ulimit -n "$(ulimit -Hn)"
+  setsid "${BIN}/cloudcore" --config "${LOCAL}/cloud/cloudcore.yaml" ${CLOUDCORE_FLAGS:-} >> "${LOCAL}/cloud/cloudcore.log" 2>&1 < /dev/null &
   echo $! > "${pidfile}"
   log "cloudcore started (pid $(cat "${pidfile}"), log ${LOCAL}/cloud/cloudcore.log)"
 fi

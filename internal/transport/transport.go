@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -91,7 +92,15 @@ func (w *wsConn) CloseWithReason(reason string) error {
 	if len(reason) > 120 { // a close frame's payload is at most 125 bytes
 		reason = reason[:120]
 	}
-	msg := websocket.FormatCloseMessage(websocket.ClosePolicyViolation, reason)
+	// 1000 for a plain close, 1001 when a side shuts down, 1008 for refusals.
+	code := websocket.ClosePolicyViolation
+	switch {
+	case reason == "":
+		code = websocket.CloseNormalClosure
+	case strings.HasSuffix(reason, "shutting down"):
+		code = websocket.CloseGoingAway
+	}
+	msg := websocket.FormatCloseMessage(code, reason)
 	_ = w.c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 	return w.c.Close()
 }

@@ -20,6 +20,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	path := fs.String("config", "/etc/kubeedge/config/cloudcore.yaml", "configuration file")
 	printDefault := fs.Bool("defaultconfig", false, "print the default configuration and exit")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	debugAddr := fs.String("debug-addr", "", "serve /debug/pprof on this address (e.g. 127.0.0.1:6060); off when empty")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -39,6 +40,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := config.Load(*path)
 	if err != nil {
 		return err
+	}
+	if *debugAddr != "" {
+		stop, err := serveDebug(ctx, *debugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	cc, err := New(cfg, Deps{Logger: log})
 	if err != nil {

@@ -7,7 +7,8 @@ import (
 )
 
 // refNames lists the configmaps or secrets (by typ) that pod p uses, in
-// volumes, projected volumes, env, envFrom and image pull secrets.
+// volumes, projected volumes, env and envFrom of every container (init and
+// ephemeral ones too) and image pull secrets.
 func refNames(p *corev1.Pod, typ wire.ResourceType) []string {
 	seen := map[string]bool{}
 	var out []string
@@ -34,9 +35,14 @@ func refNames(p *corev1.Pod, typ wire.ResourceType) []string {
 			}
 		}
 	}
-	containers := make([]corev1.Container, 0, len(p.Spec.InitContainers)+len(p.Spec.Containers))
+	containers := make([]corev1.Container, 0, len(p.Spec.InitContainers)+len(p.Spec.Containers)+len(p.Spec.EphemeralContainers))
 	containers = append(containers, p.Spec.InitContainers...)
 	containers = append(containers, p.Spec.Containers...)
+	// Ephemeral (debug) containers read env like the others, as the kubelet's
+	// own secret and configmap managers count them.
+	for _, e := range p.Spec.EphemeralContainers {
+		containers = append(containers, corev1.Container(e.EphemeralContainerCommon))
+	}
 	for _, c := range containers {
 		for _, e := range c.EnvFrom {
 			if typ == wire.TypeConfigMap && e.ConfigMapRef != nil {

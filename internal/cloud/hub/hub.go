@@ -70,7 +70,10 @@ type Hub struct {
 	sessions map[string]*Session // guarded by mu; the live session of each node
 	wsAddr   net.Addr            // guarded by mu; set once listening
 	quicAddr net.Addr            // guarded by mu
-	ready    chan struct{}       // closed once all listeners are bound
+	// closing is set once Run stops taking sessions; a WebSocket handler
+	// that upgraded after that must not start one (guarded by mu).
+	closing bool
+	ready   chan struct{} // closed once all listeners are bound
 }
 
 // New validates cfg and builds a Hub.
@@ -201,6 +204,10 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	err = g.Wait()
 	h.mu.Lock()
+	// http.Server.Close does not wait for handlers: one may still be between
+	// Upgrade and conns.Add. After closing is set none adds, so conns.Wait
+	// cannot miss a session (and Add never races Wait).
+	h.closing = true
 	for _, s := range h.sessions {
 		s.Close("cloudhub shutting down")
 	}
@@ -256,7 +263,14 @@ func (h *Hub) serveWebSocket(ctx context.Context, conns *sync.WaitGroup, w http.
 		h.log.Info("websocket upgrade failed", "node", node, "remote", r.RemoteAddr, "err", err)
 		return
 	}
+	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		_ = transport.NewWebSocketConn(c, h.cfg.MaxFrameBytes).CloseWithReason("cloudhub shutting down")
+		return
+	}
 	conns.Add(1)
+	h.mu.Unlock()
 	defer conns.Done()
 	h.serveSession(ctx, node, parts[0], transport.NewWebSocketConn(c, h.cfg.MaxFrameBytes))
 }

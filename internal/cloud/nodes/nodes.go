@@ -187,7 +187,15 @@ func New(cfg Config, deps Deps) (*Manager, error) {
 		deps.Logger = slog.Default()
 	}
 	factory := informers.NewSharedInformerFactoryWithOptions(deps.Client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = LabelEdgeRole }))
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = LabelEdgeRole }),
+		// Managed fields are never read here and cost ~1 KiB per cached node;
+		// a status update without them leaves the server's copy unchanged.
+		informers.WithTransform(func(obj any) (any, error) {
+			if m, ok := obj.(metav1.Object); ok {
+				m.SetManagedFields(nil)
+			}
+			return obj, nil
+		}))
 	nodes := factory.Core().V1().Nodes()
 	m := &Manager{
 		cfg:      cfg.withDefaults(),

@@ -98,7 +98,8 @@ func New(cfg Config, deps Deps) (*Client, error) {
 		cfg.ReconnectInitial = 250 * time.Millisecond
 	}
 	if cfg.ReconnectMax < cfg.ReconnectInitial {
-		cfg.ReconnectMax = 30 * time.Second
+		// Never below the first delay, or backoff would exceed its own cap.
+		cfg.ReconnectMax = max(30*time.Second, cfg.ReconnectInitial)
 	}
 	if cfg.MessageQPS <= 0 {
 		cfg.MessageQPS = 30

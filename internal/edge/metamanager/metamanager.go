@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"k8s.io/utils/clock"
 
@@ -195,6 +197,12 @@ func toChange(m wire.Message) (store.Change, error) {
 	}
 	if obj.ResourceVersion == "" {
 		obj.ResourceVersion = meta.Metadata.ResourceVersion
+	}
+	// The store refuses such text with ErrInvalid for the whole batch; caught
+	// here, only this message is rejected instead of every message batched
+	// with it, on every retransmission.
+	if !utf8.ValidString(obj.ResourceVersion) || strings.IndexByte(obj.ResourceVersion, 0) >= 0 {
+		return store.Change{}, fmt.Errorf("resourceVersion %q of %s is not UTF-8 text without NUL bytes", obj.ResourceVersion, r)
 	}
 	obj.Value = []byte(m.Content)
 	return store.Change{Op: store.OpPut, Object: obj}, nil
