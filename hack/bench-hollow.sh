@@ -5,7 +5,7 @@
 # cloudcore's RSS per session, then restarts cloudcore and measures the time
 # until every session is back (the reconnect storm). Stops the fleet at the end.
 # HEARTBEAT (s, default 15) and KEEPALIVE (cloud timeout s) can be raised for
-# very large fleets.
+# very large fleets. KEEP_FLEET=1 leaves the fleet running and skips the restart.
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "${REPO_ROOT}"
 COUNT="${COUNT:-1000}"
@@ -43,6 +43,11 @@ printf 'hollow nodes: %d\nall sessions connected after %d ms; all Ready in the a
 printf 'cloudcore RSS: %d MiB before, %d MiB with the sessions: %.1f KiB per session\n' $((rss0 / 1024)) $((rss1 / 1024)) "$(echo "(${rss1} - ${rss0}) / ${COUNT}" | bc -l)"
 printf 'hollowedge RSS (all %d client sessions): %d MiB\n' "${COUNT}" $(($(rss_kb "${hollow_pid}") / 1024))
 
+if [[ -n "${KEEP_FLEET:-}" ]]; then
+  trap - EXIT
+  log "KEEP_FLEET set: hollowedge (pid ${hollow_pid}) keeps running; stop it with kill ${hollow_pid}"
+  exit 0
+fi
 log "restarting cloudcore: reconnect storm"
 line1=$(($(wc -l < "${cloudlog}") + 1))
 t3=$(now_ms)

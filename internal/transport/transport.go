@@ -120,8 +120,11 @@ func (w *wsConn) Kind() string       { return KindWebSocket }
 func Upgrader() *websocket.Upgrader {
 	return &websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
-		WriteBufferPool:  &writePool,
-		CheckOrigin:      func(*http.Request) bool { return true }, // edges are not browsers; identity is the client certificate
+		// A small reader of our own instead of net/http's 4 KiB one: frames
+		// are read into their own slices anyway.
+		ReadBufferSize:  1024,
+		WriteBufferPool: &writePool,
+		CheckOrigin:     func(*http.Request) bool { return true }, // edges are not browsers; identity is the client certificate
 	}
 }
 
@@ -132,8 +135,11 @@ func DialWebSocket(ctx context.Context, addr, projectID, nodeName string, tlsCon
 	d := websocket.Dialer{
 		TLSClientConfig:  tlsConf,
 		HandshakeTimeout: 10 * time.Second,
-		WriteBufferPool:  &writePool,
-		NetDialContext:   (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
+		// A small reader of our own instead of net/http's 4 KiB one: frames
+		// are read into their own slices anyway.
+		ReadBufferSize:  1024,
+		WriteBufferPool: &writePool,
+		NetDialContext:  (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
 	}
 	h := http.Header{}
 	h.Set(HeaderNodeID, nodeName)

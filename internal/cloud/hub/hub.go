@@ -271,8 +271,13 @@ func (h *Hub) serveWebSocket(ctx context.Context, conns *sync.WaitGroup, w http.
 	}
 	conns.Add(1)
 	h.mu.Unlock()
-	defer conns.Done()
-	h.serveSession(ctx, node, parts[0], transport.NewWebSocketConn(c, h.cfg.MaxFrameBytes))
+	// The session gets its own goroutine and the handler returns: otherwise
+	// net/http's per-connection state (buffers, and a stack grown by the TLS
+	// handshake) stays reachable for the whole life of the session.
+	go func() {
+		defer conns.Done()
+		h.serveSession(ctx, node, parts[0], transport.NewWebSocketConn(c, h.cfg.MaxFrameBytes))
+	}()
 }
 
 func (h *Hub) serveQUIC(ctx context.Context, qc *quic.Conn) {
