@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -19,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kubeedge-go/kubeedge/internal/pki"
+	"github.com/kubeedge-go/kubeedge/internal/pki/pkitest"
 	"github.com/kubeedge-go/kubeedge/internal/wire"
 )
 
@@ -34,40 +34,8 @@ type testPKI struct {
 
 func newTestPKI(t *testing.T, node string) *testPKI {
 	t.Helper()
-	now := time.Now()
-	ca, err := pki.NewCA(now, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certDER, keyDER, err := ca.IssueServerCert(nil, []net.IP{net.IPv4(127, 0, 0, 1)}, now, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverKey, err := x509.ParseECPrivateKey(keyDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeKey, _, err := pki.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	csrDER, err := pki.NewNodeCSR(nodeKey, node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := x509.ParseCertificateRequest(csrDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeDER, err := ca.SignNodeCSR(csr, node, now, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testPKI{
-		ca:     ca,
-		server: tls.Certificate{Certificate: [][]byte{certDER}, PrivateKey: serverKey},
-		node:   tls.Certificate{Certificate: [][]byte{nodeDER}, PrivateKey: nodeKey},
-	}
+	ca := pkitest.NewCA(t)
+	return &testPKI{ca: ca, server: pkitest.ServerCert(t, ca), node: pkitest.NodeCert(t, ca, node)}
 }
 
 func (p *testPKI) serverTLS() *tls.Config {

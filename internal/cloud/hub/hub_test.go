@@ -3,7 +3,6 @@ package hub
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/kubeedge-go/kubeedge/internal/pki"
+	"github.com/kubeedge-go/kubeedge/internal/pki/pkitest"
 	"github.com/kubeedge-go/kubeedge/internal/transport"
 	"github.com/kubeedge-go/kubeedge/internal/wire"
 )
@@ -36,44 +36,16 @@ type testPKI struct {
 
 func newTestPKI(t *testing.T) *testPKI {
 	t.Helper()
-	now := time.Now()
-	ca, err := pki.NewCA(now, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certDER, keyDER, err := ca.IssueServerCert(nil, []net.IP{net.IPv4(127, 0, 0, 1)}, now, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := x509.ParseECPrivateKey(keyDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testPKI{ca: ca, server: tls.Certificate{Certificate: [][]byte{certDER}, PrivateKey: key}}
+	ca := pkitest.NewCA(t)
+	return &testPKI{ca: ca, server: pkitest.ServerCert(t, ca)}
 }
 
 // clientTLS returns a client configuration presenting a certificate issued
 // to node through the real CSR path.
 func (p *testPKI) clientTLS(t *testing.T, node string) *tls.Config {
 	t.Helper()
-	key, _, err := pki.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	csrDER, err := pki.NewNodeCSR(key, node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := x509.ParseCertificateRequest(csrDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := p.ca.SignNodeCSR(csr, node, time.Now(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
 	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: p.ca.Pool(),
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+		Certificates: []tls.Certificate{pkitest.NodeCert(t, p.ca, node)}}
 }
 
 func (p *testPKI) serverTLS() *tls.Config {

@@ -3,10 +3,8 @@ package hub
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -20,6 +18,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/kubeedge-go/kubeedge/internal/pki"
+	"github.com/kubeedge-go/kubeedge/internal/pki/pkitest"
 	"github.com/kubeedge-go/kubeedge/internal/transport"
 	"github.com/kubeedge-go/kubeedge/internal/wire"
 )
@@ -114,38 +113,8 @@ type testPKI struct {
 
 func newTestPKI(t *testing.T, node string) *testPKI {
 	t.Helper()
-	now := time.Now()
-	ca, err := pki.NewCA(now, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certDER, keyDER, err := ca.IssueServerCert(nil, []net.IP{net.IPv4(127, 0, 0, 1)}, now, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverKey, err := x509.ParseECPrivateKey(keyDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeKey, _, err := pki.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	csrDER, err := pki.NewNodeCSR(nodeKey, node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := x509.ParseCertificateRequest(csrDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeDER, err := ca.SignNodeCSR(csr, node, now, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testPKI{ca: ca,
-		server: tls.Certificate{Certificate: [][]byte{certDER}, PrivateKey: serverKey},
-		node:   tls.Certificate{Certificate: [][]byte{nodeDER}, PrivateKey: nodeKey}}
+	ca := pkitest.NewCA(t)
+	return &testPKI{ca: ca, server: pkitest.ServerCert(t, ca), node: pkitest.NodeCert(t, ca, node)}
 }
 
 // cloudConn is one accepted session with its frames decoded by a reader.
