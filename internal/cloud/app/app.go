@@ -23,6 +23,7 @@ import (
 	"github.com/kubeedge-go/kubeedge/internal/cloud/join"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/nodes"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/objectsync"
+	"github.com/kubeedge-go/kubeedge/internal/cloud/upstream"
 	"github.com/kubeedge-go/kubeedge/internal/pki"
 	"github.com/kubeedge-go/kubeedge/internal/wire"
 )
@@ -52,6 +53,7 @@ type CloudCore struct {
 	Edges    *edgecontroller.Controller
 	Nodes    *nodes.Manager
 	Tokens   *certs.TokenKeeper
+	Pods     *upstream.Writer
 
 	ready chan struct{}
 }
@@ -163,6 +165,10 @@ func (c *CloudCore) Run(ctx context.Context) error {
 	}, nodes.Deps{Client: c.Client, Clock: c.clk, Logger: c.log}); err != nil {
 		return err
 	}
+	if c.Pods, err = upstream.New(upstream.Config{}, upstream.Deps{Client: c.Client, Pods: c.Edges, Clock: c.clk, Logger: c.log}); err != nil {
+		return err
+	}
+	pool := upstream.NewPool(ec.UpstreamWorkers)
 	hubCfg := hub.Config{KeepaliveTimeout: hc.KeepaliveTimeout(), MaxFrameBytes: hc.MaxFrameBytes}
 	if hc.WebSocket.Enable {
 		hubCfg.WebSocketAddr = hc.WebSocket.HostPort()
@@ -172,7 +178,7 @@ func (c *CloudCore) Run(ctx context.Context) error {
 	}
 	if c.Hub, err = hub.New(hubCfg, hub.Deps{
 		TLS:          mat.ServerTLSConfig(tls.RequireAndVerifyClientCert),
-		Handler:      &edgeHandler{delivery: dlv, nodes: c.Nodes, clock: c.clk, log: c.log},
+		Handler:      &edgeHandler{delivery: dlv, nodes: c.Nodes, pods: c.Pods, pool: pool, clock: c.clk, log: c.log},
 		Clock:        c.clk,
 		Logger:       c.log,
 		NodeFromCert: pki.NodeNameFromCert,
@@ -200,6 +206,7 @@ func (c *CloudCore) Run(ctx context.Context) error {
 	run("edgecontroller", c.Edges.Run)
 	run("delivery", dlv.Run)
 	run("nodes", c.Nodes.Run)
+	run("upstream", pool.Run)
 	run("cloudhub", c.Hub.Run)
 	if c.Join != nil {
 		run("join", c.Join.Run)

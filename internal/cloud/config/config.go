@@ -80,6 +80,9 @@ type EdgeController struct {
 	RetryInitialSeconds int `json:"retryInitialSeconds"`
 	RetryMaxSeconds     int `json:"retryMaxSeconds"`
 	Workers             int `json:"workers"`
+	// UpstreamWorkers bound the API server calls made for pod reports from
+	// edges (status, final deletes, events, tokens) at once.
+	UpstreamWorkers int `json:"upstreamWorkers"`
 	// NodeLeaseDurationSeconds is written into each edge node's Lease.
 	NodeLeaseDurationSeconds int `json:"nodeLeaseDurationSeconds"`
 	// NodeStatusResyncSeconds forces a node status write at least this often.
@@ -119,7 +122,7 @@ func Default() *CloudCore {
 				Namespace:                   "kubeedge",
 			},
 			EdgeController: EdgeController{
-				Enable: true, Window: 64, RetryInitialSeconds: 5, RetryMaxSeconds: 60, Workers: 4,
+				Enable: true, Window: 64, RetryInitialSeconds: 5, RetryMaxSeconds: 60, Workers: 4, UpstreamWorkers: 16,
 				NodeLeaseDurationSeconds: 40, NodeStatusResyncSeconds: 60,
 			},
 			SyncController: SyncController{Enable: true, Workers: 4, InstallCRDs: true},
@@ -189,6 +192,7 @@ func (c *CloudCore) Validate() error {
 		e.Addf("modules.edgeController.retryMaxSeconds", "must be at least retryInitialSeconds (%d), got %d", ec.RetryInitialSeconds, ec.RetryMaxSeconds)
 	}
 	e.CheckPositive("modules.edgeController.workers", int64(ec.Workers))
+	e.CheckPositive("modules.edgeController.upstreamWorkers", int64(ec.UpstreamWorkers))
 	e.CheckPositive("modules.edgeController.nodeLeaseDurationSeconds", int64(ec.NodeLeaseDurationSeconds))
 	e.CheckPositive("modules.edgeController.nodeStatusResyncSeconds", int64(ec.NodeStatusResyncSeconds))
 	e.CheckPositive("modules.syncController.workers", int64(c.Modules.SyncController.Workers))

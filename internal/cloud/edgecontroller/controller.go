@@ -117,6 +117,16 @@ func (c *Controller) HasSynced() bool {
 	return c.pods.HasSynced() && c.cms.HasSynced() && c.secrets.HasSynced()
 }
 
+// Pod returns the cached pod namespace/name (shared: do not modify it).
+func (c *Controller) Pod(namespace, name string) (*corev1.Pod, bool) {
+	o, ok, _ := c.pods.GetIndexer().GetByKey(namespace + "/" + name)
+	if !ok {
+		return nil, false
+	}
+	p, ok := o.(*corev1.Pod)
+	return p, ok
+}
+
 // Desired lists the keys node should hold.
 func (c *Controller) Desired(node string) []wire.Resource {
 	objs, _ := c.pods.GetIndexer().ByIndex(byNode, node)

@@ -20,6 +20,7 @@ import (
 	"github.com/kubeedge-go/kubeedge/internal/edge/hub"
 	"github.com/kubeedge-go/kubeedge/internal/edge/metamanager"
 	"github.com/kubeedge-go/kubeedge/internal/edge/nodestatus"
+	"github.com/kubeedge-go/kubeedge/internal/edge/uplink"
 	"github.com/kubeedge-go/kubeedge/internal/store"
 	"github.com/kubeedge-go/kubeedge/internal/transport"
 	"github.com/kubeedge-go/kubeedge/internal/wire"
@@ -48,6 +49,7 @@ type EdgeCore struct {
 	Store store.Store
 	Meta  *metamanager.MetaManager
 	Hub   *hub.Client
+	Up    *uplink.Uplink
 
 	describe     func() (*corev1.Node, error)
 	ownStore     bool
@@ -108,6 +110,9 @@ func New(cfg *config.EdgeCore, deps Deps) (*EdgeCore, error) {
 	}); err != nil {
 		return nil, err
 	}
+	if e.Up, err = uplink.New(uplink.Config{}, uplink.Deps{Sender: e.Hub, Clock: deps.Clock, Logger: deps.Logger}); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -139,6 +144,7 @@ func (e *EdgeCore) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return e.Meta.Run(gctx) })
 	g.Go(func() error { return e.Hub.Run(gctx) })
+	g.Go(func() error { return e.Up.Run(gctx) })
 	if e.cfg.Modules.EdgeHub.Rotate.Enable {
 		g.Go(func() error { return e.Certs.Run(gctx) })
 	}
@@ -217,14 +223,16 @@ func (h *edgeHandler) Connected(ctx context.Context) {
 	(*EdgeCore)(h).sendNode(ctx, wire.TypeNode)
 }
 
-func (h *edgeHandler) Disconnected() {}
+func (h *edgeHandler) Disconnected() { h.Up.Disconnected() }
 
 func (h *edgeHandler) HandleMessage(ctx context.Context, m wire.Message) {
 	switch m.Operation {
 	case wire.OpInsert, wire.OpUpdate, wire.OpDelete:
 		h.Meta.Handle(ctx, m)
-	case wire.OpResponse:
-		// Acks of what the edge uploaded: nothing waits for them yet.
+	case wire.OpResponse, wire.OpError:
+		// Acks and answers of what the edge sent; acks of node reports are
+		// not tracked (they are resent periodically anyway).
+		h.Up.HandleReply(m)
 	default:
 		h.log.Warn("unsupported message from cloud", "op", m.Operation, "resource", m.Resource)
 		_ = h.Hub.SendNow(ctx, wire.NewError(h.clk.Now(), wire.SourceEdgeHub, m.Header.ID,

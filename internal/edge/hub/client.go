@@ -288,6 +288,9 @@ func (c *Client) readLoop(ctx context.Context, t transport.Conn) error {
 		case wire.OpError:
 			txt, _ := m.ContentString()
 			c.log.Warn("cloud reported an error", "parent", m.Header.ParentID, "error", txt)
+			if m.Header.ParentID != "" {
+				c.deps.Handler.HandleMessage(ctx, m) // it answers something the edge sent
+			}
 		default:
 			c.deps.Handler.HandleMessage(ctx, m)
 		}

@@ -429,19 +429,28 @@ func TestMessagesReachHandlerInOrder(t *testing.T) {
 			for i := range n {
 				cc.send(t, msg(fmt.Sprintf("m-%d", i), i))
 				if i == n/2 {
-					// Keepalives and error reports from the cloud are the
-					// hub's business, not the handler's.
+					// Keepalives are the hub's business, not the handler's;
+					// an error answering something the edge sent goes to the
+					// handler (the uplink stops retrying what was refused).
 					pong, _ := wire.New(epoch, wire.SourceCloudHub, wire.GroupHub, wire.OpKeepalive, wire.Resource{}, "pong")
 					cc.send(t, pong)
 					cc.send(t, wire.NewError(epoch, wire.SourceCloudHub, "x", "something was wrong"))
 				}
 			}
-			e.rec.waitFor(t, "all messages", func() bool { return len(e.rec.msgs) >= n })
+			e.rec.waitFor(t, "all messages", func() bool { return len(e.rec.msgs) >= n+1 })
 			e.rec.mu.Lock()
 			defer e.rec.mu.Unlock()
 			var got []string
+			var errs []wire.Message
 			for _, m := range e.rec.msgs {
+				if m.Operation == wire.OpError {
+					errs = append(errs, m)
+					continue
+				}
 				got = append(got, m.Header.ID)
+			}
+			if len(errs) != 1 || errs[0].Header.ParentID != "x" {
+				t.Errorf("error replies handled: %+v, want the one answering x", errs)
 			}
 			var want []string
 			for i := range n {
