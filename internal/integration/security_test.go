@@ -171,7 +171,13 @@ func TestBadFrames(t *testing.T) {
 	expectError("path trick", msg("update", "default/pod/../../etc", nil), "bad resource")
 	expectError("another node's status", msg("update", "null/nodestatus/bf-good", map[string]any{}), `node "bf-raw" may not write null/nodestatus/bf-good`)
 	expectError("node status that is not one", msg("update", "null/nodestatus/bf-raw", "surprise"), "is not a NodeStatus")
-	expectError("unsupported", msg("delete", "default/pod/x", nil), "not supported from the edge")
+	expectError("unsupported", msg("delete", "default/configmap/x", nil), "not supported from the edge")
+	expectError("pod deletion without a uid", msg("delete", "default/pod/x", map[string]any{}), "uid is empty")
+	expectError("status of another node's pod", msg("update", "default/podstatus/nowhere",
+		map[string]any{"UID": "u", "Name": "nowhere", "Status": map[string]any{"phase": "Running"}}), "does not exist")
+	expectError("token not bound to a pod", msg("query", "default/serviceaccounttoken/default", map[string]any{}), "must be bound to a pod")
+	expectError("event about a secret", msg("insert", "default/event/e", map[string]any{
+		"metadata": map[string]any{"name": "e", "namespace": "default"}, "involvedObject": map[string]any{"kind": "Secret", "name": "s"}}), "may not report events")
 
 	// An oversize frame closes the session.
 	big := msg("update", "null/nodestatus/bf-raw", strings.Repeat("x", 70<<10))

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
 
+	"github.com/kubeedge-go/kubeedge/internal/cloud/autonomy"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/certs"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/config"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/delivery"
@@ -54,6 +55,7 @@ type CloudCore struct {
 	Nodes    *nodes.Manager
 	Tokens   *certs.TokenKeeper
 	Pods     *upstream.Writer
+	Autonomy *autonomy.Keeper // nil unless podEviction.keepPodsOnUnreachableNodes
 
 	ready chan struct{}
 }
@@ -169,6 +171,12 @@ func (c *CloudCore) Run(ctx context.Context) error {
 		return err
 	}
 	pool := upstream.NewPool(ec.UpstreamWorkers)
+	if pe := ec.PodEviction; pe.KeepPodsOnUnreachableNodes {
+		if c.Autonomy, err = autonomy.New(autonomy.Config{TolerationSeconds: pe.TolerationSeconds},
+			autonomy.Deps{Client: c.Client, Pods: c.Edges, Nodes: c.Nodes, Logger: c.log}); err != nil {
+			return err
+		}
+	}
 	hubCfg := hub.Config{KeepaliveTimeout: hc.KeepaliveTimeout(), MaxFrameBytes: hc.MaxFrameBytes}
 	if hc.WebSocket.Enable {
 		hubCfg.WebSocketAddr = hc.WebSocket.HostPort()
@@ -207,6 +215,9 @@ func (c *CloudCore) Run(ctx context.Context) error {
 	run("delivery", dlv.Run)
 	run("nodes", c.Nodes.Run)
 	run("upstream", pool.Run)
+	if c.Autonomy != nil {
+		run("autonomy", c.Autonomy.Run)
+	}
 	run("cloudhub", c.Hub.Run)
 	if c.Join != nil {
 		run("join", c.Join.Run)

@@ -83,10 +83,24 @@ type EdgeController struct {
 	// UpstreamWorkers bound the API server calls made for pod reports from
 	// edges (status, final deletes, events, tokens) at once.
 	UpstreamWorkers int `json:"upstreamWorkers"`
+	// PodEviction decides what happens to pods of an unreachable edge node.
+	PodEviction PodEviction `json:"podEviction"`
 	// NodeLeaseDurationSeconds is written into each edge node's Lease.
 	NodeLeaseDurationSeconds int `json:"nodeLeaseDurationSeconds"`
 	// NodeStatusResyncSeconds forces a node status write at least this often.
 	NodeStatusResyncSeconds int `json:"nodeStatusResyncSeconds"`
+}
+
+// PodEviction: by default pods stay bound to an edge node that lost its
+// link (they keep running there); see internal/cloud/autonomy.
+type PodEviction struct {
+	// KeepPodsOnUnreachableNodes rewrites the NoExecute tolerations for the
+	// unreachable and not-ready taints of pods on edge nodes to
+	// TolerationSeconds. A pod opts out with the annotation
+	// kubeedge.io/allow-eviction: "true".
+	KeepPodsOnUnreachableNodes bool `json:"keepPodsOnUnreachableNodes"`
+	// TolerationSeconds is the value written; absent means forever.
+	TolerationSeconds *int64 `json:"tolerationSeconds,omitempty"`
 }
 
 // SyncController persists acknowledgements in ObjectSync records.
@@ -123,6 +137,7 @@ func Default() *CloudCore {
 			},
 			EdgeController: EdgeController{
 				Enable: true, Window: 64, RetryInitialSeconds: 5, RetryMaxSeconds: 60, Workers: 4, UpstreamWorkers: 16,
+				PodEviction:              PodEviction{KeepPodsOnUnreachableNodes: true},
 				NodeLeaseDurationSeconds: 40, NodeStatusResyncSeconds: 60,
 			},
 			SyncController: SyncController{Enable: true, Workers: 4, InstallCRDs: true},
@@ -193,6 +208,9 @@ func (c *CloudCore) Validate() error {
 	}
 	e.CheckPositive("modules.edgeController.workers", int64(ec.Workers))
 	e.CheckPositive("modules.edgeController.upstreamWorkers", int64(ec.UpstreamWorkers))
+	if s := ec.PodEviction.TolerationSeconds; s != nil && *s < 0 {
+		e.Addf("modules.edgeController.podEviction.tolerationSeconds", "must not be negative, got %d", *s)
+	}
 	e.CheckPositive("modules.edgeController.nodeLeaseDurationSeconds", int64(ec.NodeLeaseDurationSeconds))
 	e.CheckPositive("modules.edgeController.nodeStatusResyncSeconds", int64(ec.NodeStatusResyncSeconds))
 	e.CheckPositive("modules.syncController.workers", int64(c.Modules.SyncController.Workers))

@@ -127,6 +127,30 @@ func (c *Controller) Pod(namespace, name string) (*corev1.Pod, bool) {
 	return p, ok
 }
 
+// PodsOnNode returns the cached pods bound to node (shared: do not modify).
+func (c *Controller) PodsOnNode(node string) []*corev1.Pod {
+	objs, _ := c.pods.GetIndexer().ByIndex(byNode, node)
+	out := make([]*corev1.Pod, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o.(*corev1.Pod))
+	}
+	return out
+}
+
+// OnPodChange calls f, from the informer's goroutine, with every added or
+// updated pod bound to a node. f must not block.
+func (c *Controller) OnPodChange(f func(*corev1.Pod)) error {
+	call := func(obj any) {
+		if p := asPod(obj); p != nil && p.Spec.NodeName != "" {
+			f(p)
+		}
+	}
+	_, err := c.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: call, UpdateFunc: func(_, obj any) { call(obj) },
+	})
+	return err
+}
+
 // Desired lists the keys node should hold.
 func (c *Controller) Desired(node string) []wire.Resource {
 	objs, _ := c.pods.GetIndexer().ByIndex(byNode, node)

@@ -255,6 +255,23 @@ func (m *Manager) Run(ctx context.Context) error {
 	return nil
 }
 
+// IsEdgeNode reports whether the cache holds node as an edge node.
+func (m *Manager) IsEdgeNode(node string) bool {
+	_, err := m.lister.Get(node)
+	return err == nil
+}
+
+// OnEdgeNodeAdded calls f, from the informer's goroutine, with the name of
+// every edge node the cache learns about. f must not block.
+func (m *Manager) OnEdgeNodeAdded(f func(node string)) error {
+	_, err := m.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(obj any) {
+		if n, ok := obj.(*corev1.Node); ok {
+			f(n.Name)
+		}
+	}})
+	return err
+}
+
 // Stats returns a snapshot of the counters.
 func (m *Manager) Stats() Stats {
 	m.mu.Lock()
