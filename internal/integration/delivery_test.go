@@ -161,11 +161,13 @@ func TestDeliveryOnlyToOwnNode(t *testing.T) {
 
 	for _, e := range []*edge{a, b} {
 		node := e.cfg.NodeName()
-		want := cloudView(t, cp.Client, ns, node)
-		if len(want) != 3 {
-			t.Fatalf("cloud view of %s = %v, want a pod, a configmap and a secret", node, want)
-		}
+		// Read the cloud's view each time: cloudcore itself updates the pods
+		// (their tolerations) right after they are bound.
 		waitFor(t, 30*time.Second, node+"'s store to match the cloud", func() (bool, error) {
+			want := cloudView(t, cp.Client, ns, node)
+			if len(want) != 3 {
+				t.Fatalf("cloud view of %s = %v, want a pod, a configmap and a secret", node, want)
+			}
 			got := edgeView(t, e.store(t), ns)
 			return cmp.Equal(want, got), fmt.Errorf("diff (-cloud +edge):\n%s", cmp.Diff(want, got))
 		})
