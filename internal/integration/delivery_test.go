@@ -1,8 +1,10 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -171,6 +173,21 @@ func TestDeliveryOnlyToOwnNode(t *testing.T) {
 			got := edgeView(t, e.store(t), ns)
 			return cmp.Equal(want, got), fmt.Errorf("diff (-cloud +edge):\n%s", cmp.Diff(want, got))
 		})
+	}
+	// Secrets are sealed at rest: the database file never holds them in clear.
+	for _, e := range []*edge{a, b} {
+		var raw []byte
+		for _, suffix := range []string{"", "-wal"} {
+			if data, err := os.ReadFile(e.cfg.Database.DataSource + suffix); err == nil {
+				raw = append(raw, data...)
+			}
+		}
+		if len(raw) == 0 || bytes.Contains(raw, []byte("czNjcmV0")) || bytes.Contains(raw, []byte("s3cret")) {
+			t.Fatalf("%s's database (%d bytes) holds the secret in clear text", e.cfg.NodeName(), len(raw))
+		}
+		if sec, err := e.store(t).Get(context.Background(), "secret", ns, "sec-"+strings.TrimPrefix(e.cfg.NodeName(), "deliver-")); err != nil || !bytes.Contains(sec.Value, []byte("czNjcmV0")) {
+			t.Fatalf("%s cannot read its secret back: %v", e.cfg.NodeName(), err)
+		}
 	}
 	// Records of what each node acknowledged, with KubeEdge's names.
 	waitFor(t, 30*time.Second, "ObjectSync records", func() (bool, error) {

@@ -155,6 +155,7 @@ type edge struct {
 func edgeConfig(t testing.TB, dir, name string, p ports, tok, transport string) *edgeconfig.EdgeCore {
 	c := edgeconfig.Default(name)
 	c.Database.DataSource = filepath.Join(dir, "edgecore.db")
+	c.Database.EncryptionKeyFile = filepath.Join(dir, "keys", "store.key")
 	h := &c.Modules.EdgeHub
 	h.TLSCAFile = filepath.Join(dir, "ca", "rootCA.crt")
 	h.TLSCertFile = filepath.Join(dir, "certs", "server.crt")

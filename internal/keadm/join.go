@@ -190,6 +190,7 @@ func (o joinOptions) validate() (*plan, error) {
 
 	c := edgeconfig.Default(o.NodeName)
 	c.Database.DataSource = paths.Database
+	c.Database.EncryptionKeyFile = paths.StoreKey
 	hub := &c.Modules.EdgeHub
 	hub.Token = strings.TrimSpace(o.Token)
 	hub.HTTPServer = "https://" + net.JoinHostPort(host, strconv.Itoa(o.CertPort))

@@ -118,6 +118,7 @@ func TestJoinWritesConfig(t *testing.T) {
 			}
 			want := edgeconfig.Default("edge-1")
 			want.Database.DataSource = filepath.Join(dir, "edgecore.db")
+			want.Database.EncryptionKeyFile = filepath.Join(dir, "keys", "store.key")
 			h := &want.Modules.EdgeHub
 			h.Token = tok
 			h.HTTPServer = "https://cloud.example.com:10002"

@@ -18,6 +18,7 @@ type layout struct {
 	CAFile   string
 	CertFile string
 	KeyFile  string
+	StoreKey string // the edge database's encryption key
 	Database string
 	LogFile  string
 	PIDFile  string
@@ -48,6 +49,7 @@ func newLayout(dataDir, configPath string) (layout, error) {
 		CAFile:   filepath.Join(certRoot, "ca", "rootCA.crt"),
 		CertFile: filepath.Join(certRoot, "certs", "server.crt"),
 		KeyFile:  filepath.Join(certRoot, "certs", "server.key"),
+		StoreKey: filepath.Join(certRoot, "keys", "store.key"),
 		Database: filepath.Join(stateRoot, "edgecore.db"),
 		LogFile:  filepath.Join(stateRoot, "edgecore.log"),
 		PIDFile:  filepath.Join(stateRoot, "edgecore.pid"),

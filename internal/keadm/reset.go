@@ -96,17 +96,19 @@ func reset(ctx context.Context, d Deps, o resetOptions) error {
 // read from the configuration, since a user may have edited them; if it
 // cannot be read the layout's defaults are used and note says why.
 func resetFiles(paths layout) (files []string, note string) {
-	ca, cert, key, db := paths.CAFile, paths.CertFile, paths.KeyFile, paths.Database
+	ca, cert, key, db, storeKey := paths.CAFile, paths.CertFile, paths.KeyFile, paths.Database, paths.StoreKey
 	c := edgeconfig.Default("")
 	switch err := config.Load(paths.Config, c); {
 	case err == nil:
 		h := c.Modules.EdgeHub
-		ca, cert, key, db = h.TLSCAFile, h.TLSCertFile, h.TLSPrivateKeyFile, c.Database.DataSource
+		ca, cert, key, db, storeKey = h.TLSCAFile, h.TLSCertFile, h.TLSPrivateKeyFile, c.Database.DataSource, c.Database.EncryptionKeyFile
 	case errors.Is(err, fs.ErrNotExist):
 	default:
 		note = fmt.Sprintf("cannot read %v; removing the default files for this --data-dir instead", err)
 	}
-	files = []string{paths.Config, ca, cert, key}
+	// The database key goes with the database: without it the sealed
+	// secrets in a leftover database could not be read anyway.
+	files = []string{paths.Config, ca, cert, key, storeKey}
 	if db != "" {
 		// SQLite's write-ahead log and shared-memory index go with the database.
 		files = append(files, db, db+"-wal", db+"-shm", db+"-journal")

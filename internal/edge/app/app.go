@@ -20,6 +20,7 @@ import (
 	"github.com/kubeedge-go/kubeedge/internal/edge/hub"
 	"github.com/kubeedge-go/kubeedge/internal/edge/metamanager"
 	"github.com/kubeedge-go/kubeedge/internal/edge/nodestatus"
+	"github.com/kubeedge-go/kubeedge/internal/edge/tokens"
 	"github.com/kubeedge-go/kubeedge/internal/edge/uplink"
 	"github.com/kubeedge-go/kubeedge/internal/store"
 	"github.com/kubeedge-go/kubeedge/internal/transport"
@@ -129,6 +130,17 @@ func (e *EdgeCore) Run(ctx context.Context) error {
 			return fmt.Errorf("edgecore: %w", err)
 		}
 		e.Store, e.ownStore = s, true
+		if db := e.cfg.Database; db.EncryptSecrets {
+			key, err := store.LoadOrCreateKey(db.EncryptionKeyFile)
+			if err != nil {
+				_ = s.Close()
+				return fmt.Errorf("edgecore: database encryption: %w", err)
+			}
+			if e.Store, err = store.NewEncrypted(s, key, string(wire.TypeSecret), tokens.StoreType); err != nil {
+				_ = s.Close()
+				return fmt.Errorf("edgecore: %w", err)
+			}
+		}
 	}
 	defer func() {
 		if e.ownStore {

@@ -33,6 +33,11 @@ type EdgeCore struct {
 // Database is the local SQLite store.
 type Database struct {
 	DataSource string `json:"dataSource"`
+	// EncryptSecrets seals secrets and service-account tokens in the
+	// database with AES-256-GCM (key in EncryptionKeyFile, created on first
+	// start). Keep the key file off the disk image you ship or back up.
+	EncryptSecrets    bool   `json:"encryptSecrets"`
+	EncryptionKeyFile string `json:"encryptionKeyFile"`
 }
 
 // Modules groups the edge components.
@@ -107,7 +112,8 @@ func Default(nodeName string) *EdgeCore {
 	return &EdgeCore{
 		APIVersion: APIVersion,
 		Kind:       Kind,
-		Database:   Database{DataSource: "/var/lib/kubeedge/edgecore.db"},
+		Database: Database{DataSource: "/var/lib/kubeedge/edgecore.db",
+			EncryptSecrets: true, EncryptionKeyFile: "/etc/kubeedge/keys/store.key"},
 		Modules: Modules{
 			EdgeHub: EdgeHub{
 				Enable:            true,
@@ -193,6 +199,9 @@ func (c *EdgeCore) Validate() error {
 		e.Addf("database.dataSource", "must not be empty")
 	} else if !filepath.IsAbs(c.Database.DataSource) {
 		e.Addf("database.dataSource", "%q must be an absolute path", c.Database.DataSource)
+	}
+	if c.Database.EncryptSecrets && !filepath.IsAbs(c.Database.EncryptionKeyFile) {
+		e.Addf("database.encryptionKeyFile", "%q must be an absolute path when encryptSecrets is on", c.Database.EncryptionKeyFile)
 	}
 	if err := wire.ValidateNodeName(c.Modules.Edged.HostnameOverride); err != nil {
 		e.Addf("modules.edged.hostnameOverride", "%v", err)
