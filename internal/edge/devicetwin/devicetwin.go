@@ -108,8 +108,8 @@ type DeviceTwin struct {
 	sendq    chan wire.Message
 
 	requests, refused, commits, commitFailures atomic.Int64
-	reportsSent, reportsAcked, batchesSent      atomic.Int64
-	badObjects                                  atomic.Int64
+	reportsSent, reportsAcked, batchesSent     atomic.Int64
+	badObjects                                 atomic.Int64
 }
 
 // New builds a DeviceTwin; nothing runs until Run.

@@ -199,7 +199,10 @@ func TestDeviceTwinEndToEnd(t *testing.T) {
 	}
 
 	// Refusals: wrong type, unknown device, malformed, stale version.
-	for _, tc := range []struct{ id, payload, reason string; code int }{
+	for _, tc := range []struct {
+		id, payload, reason string
+		code                int
+	}{
 		{"default/t1", `{"event_id":"e2","twin":{"setpoint":{"expected":{"value":"hot"}}}}`, "not an integer", CodeBadRequest},
 		{"default/t1", `{"event_id":"e3","twin":{"setpoint":{"expected":{"value":"101"}}}}`, "above the maximum", CodeBadRequest},
 		{"default/nope", `{"event_id":"e4","twin":{"temp":{"actual":{"value":"1"}}}}`, "not bound to node", CodeNotFound},

@@ -137,9 +137,9 @@ func (v *valueState) msg() *TwinValue {
 
 // twinUpdate is the outcome of an accepted write.
 type twinUpdate struct {
-	changed  []string             // property names whose twin changed, sorted
+	changed  []string              // property names whose twin changed, sorted
 	before   map[string]*propState // their state before (nil if new)
-	reported bool                 // the cloud must see it (Seq bumped)
+	reported bool                  // the cloud must see it (Seq bumped)
 }
 
 // applyTwinUpdate applies a device app's twin/update to doc, all or nothing:

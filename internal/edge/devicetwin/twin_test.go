@@ -167,7 +167,6 @@ func TestConflictCodeAndReason(t *testing.T) {
 	}
 }
 
-
 func device(desired map[string]string) *v1beta1.Device {
 	d := &v1beta1.Device{ObjectMeta: metav1.ObjectMeta{Name: "t1", Namespace: "default"}}
 	d.Spec.DeviceModelRef = nil
