@@ -76,11 +76,11 @@ type EventBus struct {
 	deps Deps
 	log  *slog.Logger
 
-	broker *mochi.Server     // nil unless internal or both
-	tcp    *listeners.TCP    // the broker's listener
-	client paho.Client       // nil unless external or both
-	shards []chan inMessage  // one per worker
-	ready  chan struct{}     // closed once the broker listens and the client is started
+	broker *mochi.Server    // nil unless internal or both
+	tcp    *listeners.TCP   // the broker's listener
+	client paho.Client      // nil unless external or both
+	shards []chan inMessage // one per worker
+	ready  chan struct{}    // closed once the broker listens and the client is started
 	runCtx atomic.Pointer[context.Context]
 
 	received, published, rejected, unroutable, dropped, connects atomic.Int64
@@ -349,4 +349,6 @@ func (h levelHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return levelHandler{h.Handler.WithAttrs(as), h.min}
 }
 
-func (h levelHandler) WithGroup(n string) slog.Handler { return levelHandler{h.Handler.WithGroup(n), h.min} }
+func (h levelHandler) WithGroup(n string) slog.Handler {
+	return levelHandler{h.Handler.WithGroup(n), h.min}
+}
