@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/kubeedge-go/kubeedge/internal/cloud/delivery"
+	"github.com/kubeedge-go/kubeedge/internal/cloud/devicecontroller"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/hub"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/nodes"
 	"github.com/kubeedge-go/kubeedge/internal/wire"
@@ -19,6 +20,7 @@ import (
 type edgeHandler struct {
 	delivery *delivery.Delivery
 	nodes    *nodes.Manager
+	devices  *devicecontroller.Controller // nil when off
 	clock    clock.PassiveClock
 	log      *slog.Logger
 }
@@ -40,6 +42,10 @@ func (h *edgeHandler) Keepalive(s *hub.Session) { h.nodes.Heartbeat(s.Node) }
 func (h *edgeHandler) Acked(s *hub.Session, parentID string) { h.delivery.Ack(s.Node, parentID) }
 
 func (h *edgeHandler) HandleMessage(ctx context.Context, s *hub.Session, m wire.Message) {
+	if m.Resource.Type == wire.TypeTwin && h.devices != nil {
+		h.handleDeviceReport(s, m)
+		return
+	}
 	if err := h.handle(ctx, s, m); err != nil {
 		h.log.Warn("message from edge refused", "node", s.Node, "op", m.Operation, "resource", m.Resource, "err", err)
 		_ = s.Send(wire.NewError(h.clock.Now(), wire.SourceCloudHub, m.Header.ID, err.Error()))
