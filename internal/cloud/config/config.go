@@ -124,7 +124,7 @@ func Default() *CloudCore {
 				Enable: true, Window: 64, RetryInitialSeconds: 5, RetryMaxSeconds: 60, Workers: 4,
 				NodeLeaseDurationSeconds: 40, NodeStatusResyncSeconds: 60,
 			},
-			SyncController: SyncController{Enable: true, Workers: 4, InstallCRDs: true},
+			SyncController:   SyncController{Enable: true, Workers: 4, InstallCRDs: true},
 			DeviceController: DefaultDeviceController(),
 		},
 	}
