@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,110 +11,18 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 
 	"github.com/kubeedge-go/kubeedge/internal/edge/devicetwin"
+	"github.com/kubeedge-go/kubeedge/internal/edge/dmi/dmitest"
 	"github.com/kubeedge-go/kubeedge/internal/store"
 	"github.com/kubeedge-go/kubeedge/pkg/apis/devices/v1beta1"
 	pb "github.com/kubeedge-go/kubeedge/pkg/apis/dmi/v1beta1"
 )
-
-// fakeMapper is a DeviceMapperService on a unix socket that records calls.
-type fakeMapper struct {
-	pb.UnimplementedDeviceMapperServiceServer
-	sock string
-	gs   *grpc.Server
-	mu   sync.Mutex
-	log  []string
-}
-
-func (f *fakeMapper) record(s string) {
-	f.mu.Lock()
-	f.log = append(f.log, s)
-	f.mu.Unlock()
-}
-
-func (f *fakeMapper) calls() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.log...)
-}
-
-func desiredOf(d *pb.Device) string {
-	var parts []string
-	for _, p := range d.GetSpec().GetProperties() {
-		if p.GetDesired() != nil {
-			parts = append(parts, p.GetName()+"="+p.GetDesired().GetValue())
-		}
-	}
-	return strings.Join(parts, ",")
-}
-
-func (f *fakeMapper) RegisterDevice(_ context.Context, r *pb.RegisterDeviceRequest) (*pb.RegisterDeviceResponse, error) {
-	f.record("RegisterDevice " + r.GetDevice().GetNamespace() + "/" + r.GetDevice().GetName() + " " + desiredOf(r.GetDevice()))
-	return &pb.RegisterDeviceResponse{DeviceName: r.GetDevice().GetName()}, nil
-}
-
-func (f *fakeMapper) UpdateDevice(_ context.Context, r *pb.UpdateDeviceRequest) (*pb.UpdateDeviceResponse, error) {
-	f.record("UpdateDevice " + r.GetDevice().GetNamespace() + "/" + r.GetDevice().GetName() + " " + desiredOf(r.GetDevice()))
-	return &pb.UpdateDeviceResponse{}, nil
-}
-
-func (f *fakeMapper) RemoveDevice(_ context.Context, r *pb.RemoveDeviceRequest) (*pb.RemoveDeviceResponse, error) {
-	f.record("RemoveDevice " + r.GetDeviceNamespace() + "/" + r.GetDeviceName())
-	return &pb.RemoveDeviceResponse{}, nil
-}
-
-func (f *fakeMapper) CreateDeviceModel(_ context.Context, r *pb.CreateDeviceModelRequest) (*pb.CreateDeviceModelResponse, error) {
-	f.record("CreateDeviceModel " + r.GetModel().GetNamespace() + "/" + r.GetModel().GetName())
-	return &pb.CreateDeviceModelResponse{}, nil
-}
-
-func (f *fakeMapper) UpdateDeviceModel(_ context.Context, r *pb.UpdateDeviceModelRequest) (*pb.UpdateDeviceModelResponse, error) {
-	f.record("UpdateDeviceModel " + r.GetModel().GetNamespace() + "/" + r.GetModel().GetName())
-	return &pb.UpdateDeviceModelResponse{}, nil
-}
-
-func (f *fakeMapper) RemoveDeviceModel(_ context.Context, r *pb.RemoveDeviceModelRequest) (*pb.RemoveDeviceModelResponse, error) {
-	f.record("RemoveDeviceModel " + r.GetModelNamespace() + "/" + r.GetModelName())
-	return &pb.RemoveDeviceModelResponse{}, nil
-}
-
-func startFakeMapper(t *testing.T, sock string) *fakeMapper {
-	t.Helper()
-	_ = os.Remove(sock)
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeMapper{sock: sock, gs: grpc.NewServer()}
-	pb.RegisterDeviceMapperServiceServer(f.gs, f)
-	go func() { _ = f.gs.Serve(l) }()
-	t.Cleanup(f.gs.Stop)
-	return f
-}
-
-func (f *fakeMapper) await(t *testing.T, want string) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		for _, c := range f.calls() {
-			if c == want {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mapper never got %q; calls: %q", want, f.calls())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 func put(t *testing.T, s store.Store, dt *devicetwin.DeviceTwin, typ string, m metav1.Object, v any) {
 	t.Helper()
@@ -148,20 +55,9 @@ var model = &v1beta1.DeviceModel{ObjectMeta: metav1.ObjectMeta{Name: "thermo", N
 		{Name: "temp", Type: v1beta1.PropertyTypeFloat, AccessMode: v1beta1.ReadOnly},
 	}}}
 
-func dialDMI(t *testing.T, sock string) pb.DeviceManagerServiceClient {
-	t.Helper()
-	conn, err := grpc.NewClient("unix:"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return pb.NewDeviceManagerServiceClient(conn)
-}
-
 func register(t *testing.T, c pb.DeviceManagerServiceClient, name, protocol, addr string) *pb.MapperRegisterResponse {
 	t.Helper()
-	resp, err := c.MapperRegister(context.Background(), &pb.MapperRegisterRequest{WithData: true,
-		Mapper: &pb.MapperInfo{Name: name, Protocol: protocol, Address: []byte(addr)}})
+	resp, err := dmitest.Register(context.Background(), c, name, protocol, addr, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,12 +98,12 @@ func TestDMI(t *testing.T) {
 	}()
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	<-srv.Ready()
-	c := dialDMI(t, sock)
+	c := dmitest.Dial(t, sock)
 
 	// Registration returns only the devices of the mapper's protocol.
-	mb := startFakeMapper(t, filepath.Join(dir, "modbus.sock"))
-	resp := register(t, c, "modbus-mapper", "modbus", mb.sock)
-	if len(resp.DeviceList) != 1 || resp.DeviceList[0].Name != "m1" || len(resp.ModelList) != 1 || desiredOf(resp.DeviceList[0]) != "setpoint=20" {
+	mb := dmitest.Start(t, filepath.Join(dir, "modbus.sock"))
+	resp := register(t, c, "modbus-mapper", "modbus", mb.Socket)
+	if len(resp.DeviceList) != 1 || resp.DeviceList[0].Name != "m1" || len(resp.ModelList) != 1 || dmitest.Desired(resp.DeviceList[0]) != "setpoint=20" {
 		t.Fatalf("register response %v", resp)
 	}
 	cd := resp.DeviceList[0].Spec.Protocol.ConfigData.Data
@@ -223,10 +119,10 @@ func TestDMI(t *testing.T) {
 
 	// A new device reaches the mapper; so does a cloud desired change.
 	put(t, s, dt, devicetwin.TypeDevice, dev("m2", "modbus", "40"), dev("m2", "modbus", "40"))
-	mb.await(t, "RegisterDevice default/m2 setpoint=40")
+	mb.Await(t, "RegisterDevice default/m2 setpoint=40")
 	put(t, s, dt, devicetwin.TypeDevice, dev("m1", "modbus", "25"), dev("m1", "modbus", "25"))
-	mb.await(t, "UpdateDevice default/m1 setpoint=25")
-	for _, call := range mb.calls() {
+	mb.Await(t, "UpdateDevice default/m1 setpoint=25")
+	for _, call := range mb.Calls() {
 		if strings.Contains(call, "o1") {
 			t.Errorf("the modbus mapper got an opcua device: %s", call)
 		}
@@ -284,7 +180,7 @@ func TestDMI(t *testing.T) {
 	}
 
 	// The mapper dies: a desired change is retried until it is back.
-	mb.gs.Stop()
+	mb.Stop()
 	put(t, s, dt, devicetwin.TypeDevice, dev("m1", "modbus", "60"), dev("m1", "modbus", "60"))
 	deadline := time.Now().Add(10 * time.Second)
 	for srv.Stats().PushFailures == 0 {
@@ -293,18 +189,18 @@ func TestDMI(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	mb2 := startFakeMapper(t, mb.sock)
-	mb2.await(t, "UpdateDevice default/m1 setpoint=60")
+	mb2 := dmitest.Start(t, mb.Socket)
+	mb2.Await(t, "UpdateDevice default/m1 setpoint=60")
 
 	// Registering again replaces the registration: the new one gets the pushes.
-	mb3 := startFakeMapper(t, filepath.Join(dir, "modbus3.sock"))
-	resp = register(t, c, "modbus-mapper", "modbus", mb3.sock)
+	mb3 := dmitest.Start(t, filepath.Join(dir, "modbus3.sock"))
+	resp = register(t, c, "modbus-mapper", "modbus", mb3.Socket)
 	if len(resp.DeviceList) != 2 {
 		t.Fatalf("second registration got %d devices", len(resp.DeviceList))
 	}
 	put(t, s, dt, devicetwin.TypeDevice, dev("m2", "modbus", "41"), dev("m2", "modbus", "41"))
-	mb3.await(t, "UpdateDevice default/m2 setpoint=41")
-	for _, call := range mb2.calls() {
+	mb3.Await(t, "UpdateDevice default/m2 setpoint=41")
+	for _, call := range mb2.Calls() {
 		if strings.Contains(call, "setpoint=41") {
 			t.Errorf("the replaced registration still got pushes: %s", call)
 		}
@@ -317,9 +213,9 @@ func TestDMI(t *testing.T) {
 		}
 		dt.Notify(store.Change{Op: store.OpDelete, Object: store.Object{Type: devicetwin.TypeDevice, Namespace: "default", Name: name}})
 	}
-	mb3.await(t, "RemoveDevice default/m1")
-	mb3.await(t, "RemoveDevice default/m2")
-	mb3.await(t, "RemoveDeviceModel default/thermo")
+	mb3.Await(t, "RemoveDevice default/m1")
+	mb3.Await(t, "RemoveDevice default/m2")
+	mb3.Await(t, "RemoveDeviceModel default/thermo")
 }
 
 // FuzzReportsFromDMI checks the mapper report conversion never panics and
