@@ -20,8 +20,8 @@ import (
 
 	"github.com/kubeedge-go/kubeedge/internal/edge/dmi/dmitest"
 	"github.com/kubeedge-go/kubeedge/internal/store"
-	pb "github.com/kubeedge-go/kubeedge/pkg/apis/dmi/v1beta1"
 	"github.com/kubeedge-go/kubeedge/pkg/apis/devices/v1beta1"
+	pb "github.com/kubeedge-go/kubeedge/pkg/apis/dmi/v1beta1"
 )
 
 func createDeviceObj(t testing.TB, dyn dynamic.Interface, obj any) {

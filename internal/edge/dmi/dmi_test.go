@@ -24,7 +24,7 @@ import (
 	pb "github.com/kubeedge-go/kubeedge/pkg/apis/dmi/v1beta1"
 )
 
-func put(t *testing.T, s store.Store, dt *devicetwin.DeviceTwin, typ string, m metav1.Object, v any) {
+func put(t testing.TB, s store.Store, dt *devicetwin.DeviceTwin, typ string, m metav1.Object, v any) {
 	t.Helper()
 	b, _ := json.Marshal(v)
 	ch := store.Change{Op: store.OpPut, Object: store.Object{Type: typ, Namespace: m.GetNamespace(), Name: m.GetName(), ResourceVersion: "1", Value: b}}

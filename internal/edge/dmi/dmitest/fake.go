@@ -152,3 +152,32 @@ func Register(ctx context.Context, c pb.DeviceManagerServiceClient, name, protoc
 	return c.MapperRegister(ctx, &pb.MapperRegisterRequest{WithData: withData,
 		Mapper: &pb.MapperInfo{Name: name, Protocol: protocol, Address: []byte(addr)}})
 }
+
+// Len is the number of calls so far.
+func (m *Mapper) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.log)
+}
+
+// AwaitAfter waits for a call equal to want among the calls after the
+// first n and returns when it arrived.
+func (m *Mapper) AwaitAfter(t testing.TB, n int, want string, timeout time.Duration) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		m.mu.Lock()
+		for i := n; i < len(m.log); i++ {
+			if m.log[i] == want {
+				at := m.at[i]
+				m.mu.Unlock()
+				return at
+			}
+		}
+		m.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("mapper never got %q after call %d; calls: %q", want, n, m.Calls())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
