@@ -28,12 +28,20 @@ type deviceRig struct {
 	mapper *dmitest.Mapper
 	dmi    pb.DeviceManagerServiceClient
 	ns     string
+	node   string
 }
+
+// benchRuns numbers setups; benchmarks run one at a time.
+var benchRuns int
 
 func setupDevices(b *testing.B, node, ns string) *deviceRig {
 	b.Helper()
 	testenv.Require(b, shared != nil, sharedReason)
-	r := &deviceRig{ns: ns}
+	// The benchmark function runs once per b.N tried: fresh names each time.
+	benchRuns++
+	ns = fmt.Sprintf("%s-%d", ns, benchRuns)
+	node = fmt.Sprintf("%s-%d", node, benchRuns)
+	r := &deviceRig{ns: ns, node: node}
 	r.c = startCloud(b, shared, freePorts(b))
 	if _, err := shared.Client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
@@ -61,7 +69,7 @@ func setupDevices(b *testing.B, node, ns string) *deviceRig {
 // DeviceTwin → DMI → mapper).
 func BenchmarkDesiredToMapper(b *testing.B) {
 	r := setupDevices(b, "bench-desired", "bench-desired")
-	createDeviceObj(b, r.c.Dynamic, testDevice(r.ns, "dev", "bench-desired", "1"))
+	createDeviceObj(b, r.c.Dynamic, testDevice(r.ns, "dev", r.node, "1"))
 	r.mapper.Await(b, "RegisterDevice "+r.ns+"/dev setpoint=1")
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
@@ -107,7 +115,7 @@ func Benchmark1000DevicesReporting(b *testing.B) {
 	const devices = 1000
 	r := setupDevices(b, "bench-1k", "bench-1k")
 	for i := range devices {
-		createDeviceObj(b, r.c.Dynamic, testDevice(r.ns, fmt.Sprintf("d%04d", i), "bench-1k", "10"))
+		createDeviceObj(b, r.c.Dynamic, testDevice(r.ns, fmt.Sprintf("d%04d", i), r.node, "10"))
 	}
 	waitFor(b, 120*time.Second, "all devices at the edge", func() (bool, error) {
 		objs, err := r.e.Store.List(context.Background(), "device", r.ns)
