@@ -3,14 +3,11 @@ package devicecontroller
 import (
 	"fmt"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/kubeedge-go/kubeedge/pkg/apis/devices/v1beta1"
 )
-
-func metav1GetOptions() metav1.GetOptions { return metav1.GetOptions{} }
 
 // deviceFrom converts an informer object into a Device.
 func deviceFrom(obj any) (*v1beta1.Device, error) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/kubeedge-go/kubeedge/internal/testenv"
@@ -94,7 +95,7 @@ func TestExamplesApply(t *testing.T) {
 			t.Errorf("kubectl get lacks %s:\n%s", want, out)
 		}
 	}
-	u, err := dyn.Resource(v1beta1.DevicesResource).Namespace("default").Get(ctx, "beta1-device", metav1GetOptions())
+	u, err := dyn.Resource(v1beta1.DevicesResource).Namespace("default").Get(ctx, "beta1-device", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
