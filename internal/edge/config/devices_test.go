@@ -17,7 +17,10 @@ func TestDeviceSectionsValidate(t *testing.T) {
 		{"mode", func(c *EdgeCore) { c.Modules.EventBus.MqttMode = 3 }, "modules.eventBus.mqttMode"},
 		{"qos", func(c *EdgeCore) { c.Modules.EventBus.MqttQOS = 2 }, "modules.eventBus.mqttQOS"},
 		{"internal url", func(c *EdgeCore) { c.Modules.EventBus.MqttServerInternal = "127.0.0.1:1884" }, "modules.eventBus.mqttServerInternal"},
-		{"external url", func(c *EdgeCore) { c.Modules.EventBus.MqttMode = 2; c.Modules.EventBus.MqttServerExternal = "mosquitto" }, "modules.eventBus.mqttServerExternal"},
+		{"external url", func(c *EdgeCore) {
+			c.Modules.EventBus.MqttMode = 2
+			c.Modules.EventBus.MqttServerExternal = "mosquitto"
+		}, "modules.eventBus.mqttServerExternal"},
 		{"bus needs twin", func(c *EdgeCore) { c.Modules.DeviceTwin.Enable = false }, "needs modules.deviceTwin"},
 		{"batch", func(c *EdgeCore) { c.Modules.DeviceTwin.ReportBatch = 5000 }, "modules.deviceTwin.reportBatch"},
 		{"socket", func(c *EdgeCore) { c.Modules.DMI.Socket = "dmi.sock" }, "modules.dmi.socket"},
