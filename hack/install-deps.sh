@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and `make up` need, when missing.
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
-pkgs=(iproute2 procps bc)
+pkgs=(iproute2 procps bc mosquitto mosquitto-clients)
 pkgs+=(containerd runc containernetworking-plugins busybox-static) # edged: private containerd + local images
 missing=()
 for p in "${pkgs[@]}"; do

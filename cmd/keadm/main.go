@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
+	"github.com/kubeedge-go/kubeedge/internal/cloud/devicecontroller"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/objectsync"
 	"github.com/kubeedge-go/kubeedge/internal/keadm"
 )
@@ -30,5 +31,8 @@ func installCRDs(ctx context.Context, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
-	return objectsync.InstallCRDs(ctx, dyn)
+	if err := objectsync.InstallCRDs(ctx, dyn); err != nil {
+		return err
+	}
+	return devicecontroller.InstallCRDs(ctx, dyn)
 }

@@ -75,6 +75,9 @@ func (f *Fleet) NodeConfig(i int) *config.EdgeCore {
 	h.WebSocket = config.HubAddr{Enable: f.cfg.Transport != "quic", Server: fmt.Sprintf("%s:%d", f.cfg.CloudHost, f.cfg.HubPort)}
 	h.Quic = config.HubAddr{Enable: f.cfg.Transport == "quic", Server: fmt.Sprintf("%s:%d", f.cfg.CloudHost, f.cfg.QUICPort)}
 	h.Rotate.Enable = false
+	// Hollow nodes share one process: no MQTT broker or DMI socket each.
+	c.Modules.EventBus.Enable = false
+	c.Modules.DMI.Enable = false
 	if f.cfg.Heartbeat > 0 {
 		h.Heartbeat = f.cfg.Heartbeat
 	}

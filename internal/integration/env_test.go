@@ -168,6 +168,15 @@ func edgeConfig(t testing.TB, dir, name string, p ports, tok, transport string) 
 	h.Reconnect = edgeconfig.Backoff{InitialMillis: 100, MaxMillis: 2000}
 	c.Modules.Edged.NodeIP = "127.0.0.1"
 	c.Modules.Edged.NodeStatusUpdateFrequency = 5
+	// Several edges share this process: each gets its own broker port and
+	// DMI socket (short path: unix sockets allow 107 bytes).
+	c.Modules.EventBus.MqttServerInternal = "tcp://127.0.0.1:0"
+	sock, err := os.MkdirTemp("", "kedmi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sock) })
+	c.Modules.DMI.Socket = filepath.Join(sock, "dmi.sock")
 	return c
 }
 

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
 )
 
@@ -60,5 +61,28 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = ReadFrame(bytes.NewReader(data), 1024)
+	})
+}
+
+// FuzzDecodeDeviceReport checks that the upstream twin report decoder never
+// panics and that what it accepts re-encodes to a batch it accepts again.
+func FuzzDecodeDeviceReport(f *testing.F) {
+	f.Add([]byte(`{"devices":[{"namespace":"default","name":"sensor","seq":3,"state":"online","twins":[{"propertyName":"temp","reported":{"value":"21","metadata":{"timestamp":"1"}}}]}]}`))
+	f.Add([]byte(`{"devices":[]}`))
+	f.Add([]byte(`{"devices":[{"namespace":"","name":"x","seq":1}]}`))
+	f.Add([]byte(`{"devices":[{"namespace":"a","name":"b","seq":1,"twins":[{"propertyName":"p"},{"propertyName":"p"}]}]}`))
+	f.Add([]byte(`{"devices":[{"namespace":"a","name":"b","seq":1}]} {}`))
+	f.Fuzz(func(t *testing.T, content []byte) {
+		b, err := DecodeDeviceReport(content)
+		if err != nil {
+			return
+		}
+		raw, err := json.Marshal(b)
+		if err != nil {
+			t.Fatalf("marshal accepted batch: %v", err)
+		}
+		if _, err := DecodeDeviceReport(raw); err != nil {
+			t.Fatalf("re-decode of %s: %v", raw, err)
+		}
 	})
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/kubeedge-go/kubeedge/internal/cloud/certs"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/config"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/delivery"
+	"github.com/kubeedge-go/kubeedge/internal/cloud/devicecontroller"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/edgecontroller"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/hub"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/join"
@@ -52,6 +53,7 @@ type CloudCore struct {
 	Delivery *delivery.Delivery
 	Acks     *objectsync.Store
 	Edges    *edgecontroller.Controller
+	Devices  *devicecontroller.Controller // nil when modules.deviceController is off
 	Nodes    *nodes.Manager
 	Tokens   *certs.TokenKeeper
 	Pods     *upstream.Writer
@@ -124,6 +126,9 @@ func (c *CloudCore) Run(ctx context.Context) error {
 		if err := objectsync.InstallCRDs(ctx, c.Dynamic); err != nil {
 			return fmt.Errorf("cloudcore: install CRDs: %w", err)
 		}
+		if err := c.installDeviceCRDs(ctx); err != nil {
+			return err
+		}
 	}
 	certCfg := certs.Config{
 		Namespace:          hc.Namespace,
@@ -152,12 +157,15 @@ func (c *CloudCore) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	if c.Devices, err = c.newDevices(func(node string, key wire.Resource) { dlv.Enqueue(node, key) }); err != nil {
+		return err
+	}
 	if dlv, err = delivery.New(delivery.Config{
 		Window:       ec.Window,
 		RetryInitial: time.Duration(ec.RetryInitialSeconds) * time.Second,
 		RetryMax:     time.Duration(ec.RetryMaxSeconds) * time.Second,
 		Workers:      ec.Workers,
-	}, delivery.Deps{Source: c.Edges, Acks: c.Acks, Clock: c.clk, Logger: c.log}); err != nil {
+	}, delivery.Deps{Source: c.sources(), Acks: c.Acks, Clock: c.clk, Logger: c.log}); err != nil {
 		return err
 	}
 	c.Delivery = dlv
@@ -185,8 +193,9 @@ func (c *CloudCore) Run(ctx context.Context) error {
 		hubCfg.QUICAddr = hc.Quic.HostPort()
 	}
 	if c.Hub, err = hub.New(hubCfg, hub.Deps{
-		TLS:          mat.ServerTLSConfig(tls.RequireAndVerifyClientCert),
-		Handler:      &edgeHandler{delivery: dlv, nodes: c.Nodes, pods: c.Pods, pool: pool, clock: c.clk, log: c.log},
+		TLS: mat.ServerTLSConfig(tls.RequireAndVerifyClientCert),
+		Handler: &edgeHandler{delivery: dlv, nodes: c.Nodes, pods: c.Pods, pool: pool, devices: c.Devices,
+			clock: c.clk, log: c.log},
 		Clock:        c.clk,
 		Logger:       c.log,
 		NodeFromCert: pki.NodeNameFromCert,
@@ -213,6 +222,9 @@ func (c *CloudCore) Run(ctx context.Context) error {
 	run("objectsync", c.Acks.Run)
 	run("edgecontroller", c.Edges.Run)
 	run("delivery", dlv.Run)
+	if c.Devices != nil {
+		run("devicecontroller", c.Devices.Run)
+	}
 	run("nodes", c.Nodes.Run)
 	run("upstream", pool.Run)
 	if c.Autonomy != nil {

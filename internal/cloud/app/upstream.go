@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/kubeedge-go/kubeedge/internal/cloud/delivery"
+	"github.com/kubeedge-go/kubeedge/internal/cloud/devicecontroller"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/hub"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/nodes"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/upstream"
@@ -24,6 +25,7 @@ type edgeHandler struct {
 	nodes    *nodes.Manager
 	pods     *upstream.Writer
 	pool     *upstream.Pool
+	devices  *devicecontroller.Controller // nil when off
 	clock    clock.PassiveClock
 	log      *slog.Logger
 }
@@ -45,6 +47,10 @@ func (h *edgeHandler) Keepalive(s *hub.Session) { h.nodes.Heartbeat(s.Node) }
 func (h *edgeHandler) Acked(s *hub.Session, parentID string) { h.delivery.Ack(s.Node, parentID) }
 
 func (h *edgeHandler) HandleMessage(ctx context.Context, s *hub.Session, m wire.Message) {
+	if m.Resource.Type == wire.TypeTwin && h.devices != nil {
+		h.handleDeviceReport(s, m)
+		return
+	}
 	if job := h.podJob(s, m); job != nil {
 		// Pod reports call the API server: off the session reader, bounded.
 		h.pool.Submit(ctx, func(ctx context.Context) {

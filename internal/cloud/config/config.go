@@ -39,6 +39,8 @@ type Modules struct {
 	CloudHub       CloudHub       `json:"cloudHub"`
 	EdgeController EdgeController `json:"edgeController"`
 	SyncController SyncController `json:"syncController"`
+	// DeviceController is in devices.go.
+	DeviceController DeviceController `json:"deviceController"`
 }
 
 // CloudHub is the edge-facing server.
@@ -140,7 +142,8 @@ func Default() *CloudCore {
 				PodEviction:              PodEviction{KeepPodsOnUnreachableNodes: true},
 				NodeLeaseDurationSeconds: 40, NodeStatusResyncSeconds: 60,
 			},
-			SyncController: SyncController{Enable: true, Workers: 4, InstallCRDs: true},
+			SyncController:   SyncController{Enable: true, Workers: 4, InstallCRDs: true},
+			DeviceController: DefaultDeviceController(),
 		},
 	}
 }
@@ -214,6 +217,7 @@ func (c *CloudCore) Validate() error {
 	e.CheckPositive("modules.edgeController.nodeLeaseDurationSeconds", int64(ec.NodeLeaseDurationSeconds))
 	e.CheckPositive("modules.edgeController.nodeStatusResyncSeconds", int64(ec.NodeStatusResyncSeconds))
 	e.CheckPositive("modules.syncController.workers", int64(c.Modules.SyncController.Workers))
+	c.Modules.DeviceController.validate(&e)
 	return e.Err()
 }
 

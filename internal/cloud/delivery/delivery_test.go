@@ -385,3 +385,37 @@ func (s *ackingSender) Send(m wire.Message) error {
 	go s.d.Ack("n1", m.Header.ID)
 	return nil
 }
+
+type staticSource struct {
+	typ    wire.ResourceType
+	synced bool
+}
+
+func (s staticSource) Desired(node string) []wire.Resource {
+	return []wire.Resource{{Namespace: "ns", Type: s.typ, Name: node}}
+}
+
+func (s staticSource) Lookup(node string, key wire.Resource) (Object, bool) {
+	if key.Type != s.typ || key.Name != node {
+		return Object{}, false
+	}
+	return Object{Resource: key, ResourceVersion: string(s.typ)}, true
+}
+
+func (s staticSource) HasSynced() bool { return s.synced }
+
+func TestComposite(t *testing.T) {
+	c := Composite{staticSource{typ: wire.TypePod, synced: true}, staticSource{typ: wire.TypeDevice, synced: false}}
+	if got := c.Desired("n1"); len(got) != 2 || got[0].Type != wire.TypePod || got[1].Type != wire.TypeDevice {
+		t.Fatalf("Desired = %v", got)
+	}
+	if o, ok := c.Lookup("n1", wire.Resource{Namespace: "ns", Type: wire.TypeDevice, Name: "n1"}); !ok || o.ResourceVersion != "device" {
+		t.Errorf("Lookup(device) = %v %v", o, ok)
+	}
+	if _, ok := c.Lookup("n1", wire.Resource{Namespace: "ns", Type: wire.TypeSecret, Name: "n1"}); ok {
+		t.Error("Lookup of a type no source serves succeeded")
+	}
+	if c.HasSynced() {
+		t.Error("HasSynced with an unsynced source")
+	}
+}

@@ -67,6 +67,12 @@ func InstallCRDs(ctx context.Context, dyn dynamic.Interface) error {
 	if err != nil {
 		return err
 	}
+	return Install(ctx, dyn, crds)
+}
+
+// Install creates the given CRDs where missing and waits until each is
+// Established; other components (devices) install their CRDs with it.
+func Install(ctx context.Context, dyn dynamic.Interface, crds []*unstructured.Unstructured) error {
 	client := dyn.Resource(crdResource)
 	for _, crd := range crds {
 		_, err := client.Create(ctx, crd, metav1.CreateOptions{FieldManager: fieldManager})

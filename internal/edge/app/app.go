@@ -51,6 +51,8 @@ type EdgeCore struct {
 	Meta  *metamanager.MetaManager
 	Hub   *hub.Client
 	Up    *uplink.Uplink
+	// Devices may be read after Ready.
+	Devices Devices
 
 	describe     func() (*corev1.Node, error)
 	ownStore     bool
@@ -149,7 +151,10 @@ func (e *EdgeCore) Run(ctx context.Context) error {
 	}()
 	var err error
 	if e.Meta, err = metamanager.New(metamanager.Config{BatchSize: e.cfg.Modules.MetaManager.BatchSize},
-		metamanager.Deps{Store: e.Store, Sender: e.Hub, Clock: e.clk, Logger: e.log}); err != nil {
+		metamanager.Deps{Store: e.Store, Sender: e.Hub, Clock: e.clk, Logger: e.log, Changed: e.storeChanged}); err != nil {
+		return err
+	}
+	if err := e.newDevices(); err != nil {
 		return err
 	}
 	close(e.ready)
@@ -161,6 +166,7 @@ func (e *EdgeCore) Run(ctx context.Context) error {
 		g.Go(func() error { return e.Certs.Run(gctx) })
 	}
 	g.Go(func() error { return e.reportStatus(gctx) })
+	e.runDevices(gctx, g)
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -232,19 +238,27 @@ func (e *EdgeCore) sendNode(ctx context.Context, typ wire.ResourceType) {
 type edgeHandler EdgeCore
 
 func (h *edgeHandler) Connected(ctx context.Context) {
+	(*EdgeCore)(h).cloudConnected(true)
 	(*EdgeCore)(h).sendNode(ctx, wire.TypeNode)
 }
 
-func (h *edgeHandler) Disconnected() { h.Up.Disconnected() }
+func (h *edgeHandler) Disconnected() {
+	h.Up.Disconnected()
+	(*EdgeCore)(h).cloudConnected(false)
+}
 
 func (h *edgeHandler) HandleMessage(ctx context.Context, m wire.Message) {
 	switch m.Operation {
 	case wire.OpInsert, wire.OpUpdate, wire.OpDelete:
 		h.Meta.Handle(ctx, m)
 	case wire.OpResponse, wire.OpError:
-		// Acks and answers of what the edge sent; acks of node reports are
-		// not tracked (they are resent periodically anyway).
-		h.Up.HandleReply(m)
+		// Acks and answers of what the edge sent: the uplink's (pod reports,
+		// queries) or DeviceTwin's (device reports, which are retried until
+		// a positive ack). Acks of node reports are not tracked: they are
+		// resent periodically anyway.
+		if !h.Up.HandleReply(m) && m.Operation == wire.OpResponse {
+			(*EdgeCore)(h).cloudAcked(m)
+		}
 	default:
 		h.log.Warn("unsupported message from cloud", "op", m.Operation, "resource", m.Resource)
 		_ = h.Hub.SendNow(ctx, wire.NewError(h.clk.Now(), wire.SourceEdgeHub, m.Header.ID,

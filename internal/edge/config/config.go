@@ -45,6 +45,10 @@ type Modules struct {
 	EdgeHub     EdgeHub     `json:"edgeHub"`
 	Edged       Edged       `json:"edged"`
 	MetaManager MetaManager `json:"metaManager"`
+	// Device modules; see devices.go.
+	EventBus   EventBus   `json:"eventBus"`
+	DeviceTwin DeviceTwin `json:"deviceTwin"`
+	DMI        DMI        `json:"dmi"`
 }
 
 // EdgeHub is the connection to the cloud.
@@ -109,6 +113,7 @@ type MetaManager struct {
 
 // Default returns a complete configuration for node nodeName.
 func Default(nodeName string) *EdgeCore {
+	bus, twin, dmi := DefaultDevices()
 	return &EdgeCore{
 		APIVersion: APIVersion,
 		Kind:       Kind,
@@ -139,6 +144,9 @@ func Default(nodeName string) *EdgeCore {
 				MaxPods:                   110,
 			},
 			MetaManager: MetaManager{Enable: true, BatchSize: 256},
+			EventBus:    bus,
+			DeviceTwin:  twin,
+			DMI:         dmi,
 		},
 	}
 }
@@ -247,6 +255,7 @@ func (c *EdgeCore) Validate() error {
 		e.Addf("modules.edgeHub.maxFrameBytes", "must be at least 65536, got %d", h.MaxFrameBytes)
 	}
 	e.CheckPositive("modules.metaManager.batchSize", int64(c.Modules.MetaManager.BatchSize))
+	c.Modules.validateDevices(&e)
 	return e.Err()
 }
 
