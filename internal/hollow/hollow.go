@@ -78,6 +78,7 @@ func (f *Fleet) NodeConfig(i int) *config.EdgeCore {
 	// Hollow nodes share one process: no MQTT broker or DMI socket each.
 	c.Modules.EventBus.Enable = false
 	c.Modules.DMI.Enable = false
+	c.Modules.MetaManager.MetaServer.Enable = false
 	if f.cfg.Heartbeat > 0 {
 		h.Heartbeat = f.cfg.Heartbeat
 	}

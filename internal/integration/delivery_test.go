@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/kubeedge-go/kubeedge/internal/store"
 )
@@ -187,6 +188,18 @@ func TestDeliveryOnlyToOwnNode(t *testing.T) {
 		}
 		if sec, err := e.store(t).Get(context.Background(), "secret", ns, "sec-"+strings.TrimPrefix(e.cfg.NodeName(), "deliver-")); err != nil || !bytes.Contains(sec.Value, []byte("czNjcmV0")) {
 			t.Fatalf("%s cannot read its secret back: %v", e.cfg.NodeName(), err)
+		}
+	}
+	// Edge apps see the same through the node's MetaServer.
+	for _, e := range []*edge{a, b} {
+		ms, err := kubernetes.NewForConfig(&rest.Config{Host: "http://" + e.MetaServer.Addr().String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods, err := ms.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+		want := "pod-" + strings.TrimPrefix(e.cfg.NodeName(), "deliver-")
+		if err != nil || len(pods.Items) != 1 || pods.Items[0].Name != want || pods.Items[0].Spec.NodeName != e.cfg.NodeName() {
+			t.Fatalf("%s's metaserver lists %v (%v), want only %s", e.cfg.NodeName(), pods.Items, err, want)
 		}
 	}
 	// Records of what each node acknowledged, with KubeEdge's names.

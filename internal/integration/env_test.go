@@ -156,6 +156,7 @@ func edgeConfig(t testing.TB, dir, name string, p ports, tok, transport string) 
 	c := edgeconfig.Default(name)
 	c.Database.DataSource = filepath.Join(dir, "edgecore.db")
 	c.Database.EncryptionKeyFile = filepath.Join(dir, "keys", "store.key")
+	c.Modules.MetaManager.MetaServer.Server = "127.0.0.1:0" // many edges in one process
 	h := &c.Modules.EdgeHub
 	h.TLSCAFile = filepath.Join(dir, "ca", "rootCA.crt")
 	h.TLSCertFile = filepath.Join(dir, "certs", "server.crt")

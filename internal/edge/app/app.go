@@ -19,6 +19,7 @@ import (
 	"github.com/kubeedge-go/kubeedge/internal/edge/config"
 	"github.com/kubeedge-go/kubeedge/internal/edge/hub"
 	"github.com/kubeedge-go/kubeedge/internal/edge/metamanager"
+	"github.com/kubeedge-go/kubeedge/internal/edge/metaserver"
 	"github.com/kubeedge-go/kubeedge/internal/edge/nodestatus"
 	"github.com/kubeedge-go/kubeedge/internal/edge/tokens"
 	"github.com/kubeedge-go/kubeedge/internal/edge/uplink"
@@ -51,6 +52,8 @@ type EdgeCore struct {
 	Meta  *metamanager.MetaManager
 	Hub   *hub.Client
 	Up    *uplink.Uplink
+	// Meta serves the store to edge apps; nil when off. Read after Ready.
+	MetaServer *metaserver.Server
 	// Devices may be read after Ready.
 	Devices Devices
 
@@ -157,11 +160,20 @@ func (e *EdgeCore) Run(ctx context.Context) error {
 	if err := e.newDevices(); err != nil {
 		return err
 	}
+	if ms := e.cfg.Modules.MetaManager.MetaServer; ms.Enable {
+		if e.MetaServer, err = metaserver.New(metaserver.Config{Address: ms.Server, ServeSecrets: ms.ServeSecrets},
+			metaserver.Deps{Store: e.Store, Clock: e.clk, Logger: e.log}); err != nil {
+			return err
+		}
+	}
 	close(e.ready)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return e.Meta.Run(gctx) })
 	g.Go(func() error { return e.Hub.Run(gctx) })
 	g.Go(func() error { return e.Up.Run(gctx) })
+	if e.MetaServer != nil {
+		g.Go(func() error { return e.MetaServer.Run(gctx) })
+	}
 	if e.cfg.Modules.EdgeHub.Rotate.Enable {
 		g.Go(func() error { return e.Certs.Run(gctx) })
 	}
@@ -191,6 +203,19 @@ func (e *EdgeCore) bootstrap(ctx context.Context) error {
 		case <-e.clk.After(delay):
 		}
 		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+// storeChanged is MetaManager's Changed hook, called for every change it
+// committed, in its goroutine: each consumer must take it without blocking.
+func (e *EdgeCore) storeChanged(ch store.Change) {
+	e.devicesChanged(ch)
+	if e.MetaServer != nil {
+		e.MetaServer.Notify(ch)
+	}
+	if ch.Op == store.OpDelete && ch.Object.Type == string(wire.TypePod) {
+		// The pod is gone from the cloud: nothing left to report about it.
+		e.Up.Forget(ch.Object.Namespace, ch.Object.Name)
 	}
 }
 

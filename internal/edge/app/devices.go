@@ -88,9 +88,8 @@ func (e *EdgeCore) runDevices(ctx context.Context, g *errgroup.Group) {
 	}
 }
 
-// storeChanged is MetaManager's Changed hook: devices and models go to
-// DeviceTwin.
-func (e *EdgeCore) storeChanged(ch store.Change) {
+// devicesChanged passes devices and models to DeviceTwin.
+func (e *EdgeCore) devicesChanged(ch store.Change) {
 	if e.Devices.Twin != nil {
 		e.Devices.Twin.Notify(ch)
 	}

@@ -109,6 +109,17 @@ type MetaManager struct {
 	Enable bool `json:"enable"`
 	// BatchSize is the most messages persisted in one transaction.
 	BatchSize int `json:"batchSize"`
+	// MetaServer serves the store to edge apps (KubeEdge's place for it).
+	MetaServer MetaServer `json:"metaServer"`
+}
+
+// MetaServer is the read-only Kubernetes API for edge apps.
+type MetaServer struct {
+	Enable bool `json:"enable"`
+	// Server is host:port; keep it on loopback (it does not authenticate).
+	Server string `json:"server"`
+	// ServeSecrets also serves secrets to any local process (off).
+	ServeSecrets bool `json:"serveSecrets"`
 }
 
 // Default returns a complete configuration for node nodeName.
@@ -143,10 +154,11 @@ func Default(nodeName string) *EdgeCore {
 				RemoteRuntimeEndpoint:     "unix:///run/containerd/containerd.sock",
 				MaxPods:                   110,
 			},
-			MetaManager: MetaManager{Enable: true, BatchSize: 256},
-			EventBus:    bus,
-			DeviceTwin:  twin,
-			DMI:         dmi,
+			MetaManager: MetaManager{Enable: true, BatchSize: 256,
+				MetaServer: MetaServer{Enable: true, Server: "127.0.0.1:10550"}},
+			EventBus:   bus,
+			DeviceTwin: twin,
+			DMI:        dmi,
 		},
 	}
 }
@@ -255,6 +267,13 @@ func (c *EdgeCore) Validate() error {
 		e.Addf("modules.edgeHub.maxFrameBytes", "must be at least 65536, got %d", h.MaxFrameBytes)
 	}
 	e.CheckPositive("modules.metaManager.batchSize", int64(c.Modules.MetaManager.BatchSize))
+	if ms := c.Modules.MetaManager.MetaServer; ms.Enable {
+		if host, _, err := net.SplitHostPort(ms.Server); err != nil {
+			e.Addf("modules.metaManager.metaServer.server", "%q is not host:port: %v", ms.Server, err)
+		} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			e.Addf("modules.metaManager.metaServer.server", "%q is not a loopback address: the metaserver does not authenticate callers", ms.Server)
+		}
+	}
 	c.Modules.validateDevices(&e)
 	return e.Err()
 }
