@@ -3,6 +3,7 @@ module github.com/kubeedge-go/kubeedge
 go 1.26.0
 
 require (
+	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/google/go-cmp v0.7.0
 	github.com/gorilla/websocket v1.5.4-0.20250319132907-e064f32e3674
 	github.com/quic-go/quic-go v0.65.0
