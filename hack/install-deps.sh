@@ -2,7 +2,7 @@
 # Installs the Debian packages the tests and `make up` need, when missing.
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 pkgs=(iproute2 procps bc)
-pkgs+=(gcc pkg-config libmodbus-dev socat mbpoll mosquitto dbus) # mapper tests: device peers
+pkgs+=(gcc pkg-config libmodbus-dev socat mbpoll mosquitto dbus nodejs) # mapper tests: device peers
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

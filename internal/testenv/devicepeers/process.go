@@ -183,5 +183,3 @@ func firstLineWith(s, prefix string) string {
 	}
 	return ""
 }
-
-
