@@ -23,7 +23,8 @@
 // back to the status twin's observedDesired, which is where KubeEdge's
 // mappers read them); a changed value is parsed for the model's property
 // type, checked against its minimum/maximum and written, then read back and
-// reported at once. An UpdateDevice that changes only desired values keeps
+// reported at once; desired values are applied again after every
+// reconnect, since a restarted device may have lost them. An UpdateDevice that changes only desired values keeps
 // the connection; any other change of the device or its model restarts it.
 //
 // Errors never stop other devices. A device whose configuration cannot be

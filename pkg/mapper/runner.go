@@ -206,6 +206,9 @@ func (r *runner) serve(ctx context.Context) error {
 	now := r.now()
 	for i, p := range r.props {
 		p.readErr = nil
+		// A new connection may be to a device that restarted and lost its
+		// settings: desired values are applied again on every connect.
+		p.applied = ""
 		p.nextCollect, p.nextReport = now, now.Add(p.plan.report)
 		p.subscribed = false
 		if p.plan.err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kubeedge-go/kubeedge/internal/logging"
 	"github.com/kubeedge-go/kubeedge/internal/mappers/modbus"
+	"github.com/kubeedge-go/kubeedge/internal/mappers/opcua"
 	"github.com/kubeedge-go/kubeedge/pkg/mapper"
 )
 
@@ -24,6 +25,7 @@ var protocols = []struct {
 	doc  string
 }{
 	{modbus.Protocol, func() mapper.Driver { return modbus.New() }, "Modbus TCP and RTU"},
+	{opcua.Protocol, func() mapper.Driver { return opcua.New() }, "OPC-UA (read, write, subscriptions; None and Basic256Sha256 security)"},
 }
 
 const usage = `usage: mapper PROTOCOL [flags]

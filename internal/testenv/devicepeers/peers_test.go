@@ -15,3 +15,14 @@ func TestModbusPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestOPCUAPeer(t *testing.T) {
+	s := StartOPCUA(t)
+	if s.PID() == 0 {
+		t.Fatal("no pid")
+	}
+	s.Restart()
+	if s.Exited() {
+		t.Fatal(s.Output())
+	}
+}
