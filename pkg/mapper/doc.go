@@ -16,7 +16,8 @@
 // One goroutine per device connects (back-off between attempts), reads each
 // polled property every collectCycle (nanoseconds; 0 means
 // cfg.DefaultCollectCycle), takes values from subscriptions when the driver
-// offers them, and every reportCycle sends the twins that changed (all of
+// offers them (reading a subscribed property once per connection for its
+// current value), and every reportCycle sends the twins that changed (all of
 // them every cfg.StateRefresh) with ReportDeviceStatus: reported value with
 // metadata {"timestamp" (ms), "type"} and observedDesired, the desired value
 // last written. Desired values come from spec.properties[].desired (falling

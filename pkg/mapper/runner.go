@@ -54,6 +54,7 @@ type propState struct {
 	applied     string // the desired value last attempted (applied or failed for good)
 	writeErr    error
 	subscribed  bool
+	initialRead bool // a subscribed property is read once per connection for its current value
 	nextCollect time.Time
 	nextReport  time.Time
 	dirty       bool // changed since the last report
@@ -230,6 +231,7 @@ func (r *runner) serve(ctx context.Context) error {
 				p.dirty = true
 			}
 			p.subscribed = ok
+			p.initialRead = ok
 		}
 	}
 	if err := r.applyDesired(ctx); err != nil {
@@ -274,7 +276,7 @@ func (r *runner) serve(ctx context.Context) error {
 func (r *runner) nextDue() time.Time {
 	next := r.stateSent.Add(r.m.cfg.StateRefresh)
 	for _, p := range r.props {
-		if p.plan.err == nil && !p.subscribed && p.nextCollect.Before(next) {
+		if p.plan.err == nil && (!p.subscribed || p.initialRead) && p.nextCollect.Before(next) {
 			next = p.nextCollect
 		}
 		if p.nextReport.Before(next) {
@@ -288,9 +290,10 @@ func (r *runner) nextDue() time.Time {
 func (r *runner) due(ctx context.Context) error {
 	now := r.now()
 	for _, p := range r.props {
-		if p.plan.err != nil || p.subscribed || p.nextCollect.After(now) {
+		if p.plan.err != nil || (p.subscribed && !p.initialRead) || p.nextCollect.After(now) {
 			continue
 		}
+		p.initialRead = false
 		cctx, cancel := context.WithTimeout(ctx, r.m.cfg.CallTimeout)
 		v, err := r.plan.dev.Read(cctx, p.plan.visitor)
 		cancel()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kubeedge-go/kubeedge/internal/logging"
+	"github.com/kubeedge-go/kubeedge/internal/mappers/ble"
 	"github.com/kubeedge-go/kubeedge/internal/mappers/modbus"
 	"github.com/kubeedge-go/kubeedge/internal/mappers/opcua"
 	"github.com/kubeedge-go/kubeedge/pkg/mapper"
@@ -26,6 +27,7 @@ var protocols = []struct {
 }{
 	{modbus.Protocol, func() mapper.Driver { return modbus.New() }, "Modbus TCP and RTU"},
 	{opcua.Protocol, func() mapper.Driver { return opcua.New() }, "OPC-UA (read, write, subscriptions; None and Basic256Sha256 security)"},
+	{ble.Protocol, func() mapper.Driver { return ble.New() }, "Bluetooth LE GATT (read, write, notify) through BlueZ over D-Bus"},
 }
 
 const usage = `usage: mapper PROTOCOL [flags]
