@@ -2,6 +2,7 @@ package mapper
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/kubeedge-go/kubeedge/internal/testenv/devicepeers"
 	pb "github.com/kubeedge-go/kubeedge/pkg/apis/dmi/v1beta1"
 	"github.com/kubeedge-go/kubeedge/pkg/mapper/mappertest"
 )
@@ -414,5 +418,45 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := New(Default("x"), nil); err == nil {
 		t.Error("New accepted a nil driver")
+	}
+}
+
+func TestPushMQTT(t *testing.T) {
+	broker := devicepeers.StartMosquitto(t)
+	got := make(chan []byte, 16)
+	sub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker.URL()).SetClientID("push-test"))
+	if tok := sub.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer sub.Disconnect(100)
+	if tok := sub.Subscribe("factory/line1", 1, func(_ mqtt.Client, m mqtt.Message) {
+		select {
+		case got <- m.Payload():
+		default:
+		}
+	}); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+
+	dir := mappertest.ShortDir(t)
+	ec := mappertest.StartEdgecore(t, dir)
+	drv := newFakeDriver()
+	drv.set("a", "t", 19.25)
+	props := []mappertest.Prop{{Name: "temperature", Type: "DOUBLE", Visitor: map[string]any{"reg": "t"},
+		PushMethod: &pb.PushMethod{Mqtt: &pb.PushMethodMQTT{Address: broker.URL(), Topic: "factory/line1", Qos: 1}}}}
+	ec.SetDevices([]*pb.DeviceModel{mappertest.Model("default", "m", props...)},
+		[]*pb.Device{mappertest.MustDevice(t, "default", "q", "m", "fake", map[string]any{"addr": "a"}, props...)})
+	testMapper(t, dir, ec, drv, nil)
+	select {
+	case b := <-got:
+		var dm dataModel
+		if err := json.Unmarshal(b, &dm); err != nil {
+			t.Fatalf("payload %s: %v", b, err)
+		}
+		if dm.DeviceName != "q" || dm.Namespace != "default" || dm.PropertyName != "temperature" || dm.Value != "19.25" || dm.Type != "double" || dm.TimeStamp == 0 {
+			t.Errorf("payload %s", b)
+		}
+	case <-time.After(wait):
+		t.Fatal("nothing published")
 	}
 }
