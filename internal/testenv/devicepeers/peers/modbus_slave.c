@@ -5,7 +5,9 @@
  *   TCP: modbus_slave tcp 127.0.0.1 PORT
  *   RTU: modbus_slave rtu /dev/PTY BAUD [UNIT]
  * Holding regs 0..99 = 1000+i, input regs 0..99 = 2000+i, coils 0..99 = i%2,
- * discrete inputs 0..99 = (i+1)%2. Writes are kept. Prints READY when serving. */
+ * discrete inputs 0..99 = (i+1)%2, except input register 99, which counts
+ * seconds (TCP mode), for tests and benchmarks that need a changing value.
+ * Writes are kept. Prints READY when serving. */
 #include <modbus.h>
 #include <errno.h>
 #include <stdio.h>
@@ -13,6 +15,8 @@
 #include <string.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 int main(int argc, char **argv) {
@@ -52,9 +56,12 @@ int main(int argc, char **argv) {
   fd_set all; FD_ZERO(&all); FD_SET(server, &all);
   int maxfd = server;
   printf("READY tcp %s:%s\n", argv[2], argv[3]);
+  time_t started = time(NULL);
   for (;;) {
     fd_set rd = all;
-    if (select(maxfd + 1, &rd, NULL, NULL, NULL) == -1) { if (errno == EINTR) continue; perror("select"); return 1; }
+    struct timeval tick = {0, 200000};
+    if (select(maxfd + 1, &rd, NULL, NULL, &tick) == -1) { if (errno == EINTR) continue; perror("select"); return 1; }
+    mb->tab_input_registers[99] = (uint16_t)(time(NULL) - started);
     for (int fd = 0; fd <= maxfd; fd++) {
       if (!FD_ISSET(fd, &rd)) continue;
       if (fd == server) {
