@@ -238,7 +238,9 @@ func (r *runner) serve(ctx context.Context) error {
 		return err
 	}
 	r.fullReport = now
-	r.updateState(ctx)
+	// No state yet: "ok" comes from the first collection, so a device that
+	// accepts connections but never answers (a silent RTU unit) does not
+	// flap between ok and disconnected.
 	for {
 		next := r.nextDue()
 		t := r.m.clock.NewTimer(next.Sub(r.now()))
