@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"k8s.io/utils/clock"
 
 	pb "github.com/kubeedge-go/kubeedge/pkg/apis/dmi/v1beta1"
@@ -164,6 +166,13 @@ func (r *reporter) run(ctx context.Context) {
 				return
 			}
 			r.failed.Add(1)
+			if !retryable(err) {
+				// edgecore understood and refused (an unknown device, an
+				// edgecore without ReportDeviceStates...): retrying the
+				// same report cannot succeed; newer reports still go.
+				r.log.Warn("edgecore refused a report; dropped", "device", k.String(), "err", err)
+				continue
+			}
 			r.log.Debug("report to edgecore failed; will retry", "device", k.String(), "err", err)
 			r.requeue(k, p)
 			// edgecore is probably restarting: wait before trying again
@@ -214,4 +223,14 @@ func (r *reporter) send(ctx context.Context, k objKey, p *pendingReport) error {
 		r.sent.Add(1)
 	}
 	return nil
+}
+
+// retryable reports whether a failed call may succeed later: edgecore absent
+// or restarting, overloaded, or slow.
+func retryable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted, codes.Canceled, codes.Unknown, codes.Internal:
+		return true
+	}
+	return false
 }

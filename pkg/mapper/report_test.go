@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"k8s.io/utils/clock"
 
@@ -116,4 +118,61 @@ func FuzzBuildPlan(f *testing.F) {
 		_ = desiredOf(&dev)
 		_ = sameButDesired(&dev, &dev)
 	})
+}
+
+// refusingClient refuses states (an edgecore without ReportDeviceStates)
+// and answers twins.
+type refusingClient struct {
+	pb.DeviceManagerServiceClient
+	mu     sync.Mutex
+	status int
+	states int
+}
+
+func (c *refusingClient) ReportDeviceStatus(context.Context, *pb.ReportDeviceStatusRequest, ...grpc.CallOption) (*pb.ReportDeviceStatusResponse, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.status++
+	return &pb.ReportDeviceStatusResponse{}, nil
+}
+
+func (c *refusingClient) ReportDeviceStates(context.Context, *pb.ReportDeviceStatesRequest, ...grpc.CallOption) (*pb.ReportDeviceStatesResponse, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.states++
+	return nil, status.Error(codes.Unimplemented, "method ReportDeviceStates not implemented")
+}
+
+// TestReporterDropsRefused: a report edgecore refuses for good is not
+// retried forever, and later reports still flow.
+func TestReporterDropsRefused(t *testing.T) {
+	cfg := Default("fake")
+	cfg.Clock = clock.RealClock{}
+	client := &refusingClient{}
+	ready := make(chan struct{})
+	close(ready)
+	r := newReporter(&cfg, client, ready, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	k := keyOf("default", "d")
+	r.twins(k, []*pb.Twin{{PropertyName: "p"}})
+	r.state(k, StateOK)
+	mappertest.Eventually(t, 10*time.Second, func() (bool, string) {
+		client.mu.Lock()
+		defer client.mu.Unlock()
+		return client.states == 1 && client.status == 1, "no calls yet"
+	})
+	r.twins(k, []*pb.Twin{{PropertyName: "p"}})
+	mappertest.Eventually(t, 10*time.Second, func() (bool, string) {
+		client.mu.Lock()
+		defer client.mu.Unlock()
+		return client.status == 2, "second report not sent"
+	})
+	client.mu.Lock()
+	defer client.mu.Unlock()
+	if client.states != 1 {
+		t.Errorf("refused state retried: %d calls", client.states)
+	}
 }
