@@ -193,6 +193,17 @@ func TestTCPEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	mappertest.Eventually(t, wait, reported(ec, "plc1", "holding", "4321"))
+
+	// The slave reboots with its initial registers: the mapper reconnects
+	// and writes the desired value again.
+	slave.Restart(t)
+	mappertest.Eventually(t, wait, reported(ec, "plc1", "holding", "1000"))
+	chk = checker(t, slave.Addr())
+	mappertest.Eventually(t, wait, func() (bool, string) {
+		v, err := chk.ReadRegister(10, mb.HOLDING_REGISTER)
+		return err == nil && v == 777, fmt.Sprintf("holding 10 = %d, %v after the slave restarted", v, err)
+	})
+	mappertest.Eventually(t, wait, state(ec, "plc1", mapper.StateOK))
 }
 
 func TestRTUEndToEnd(t *testing.T) {

@@ -56,6 +56,18 @@ type ModbusTCP struct {
 // Addr is host:port.
 func (m *ModbusTCP) Addr() string { return fmt.Sprintf("%s:%d", m.Host, m.Port) }
 
+// Restart stops the slave and starts a fresh one (initial register values)
+// on the same port, as a device that rebooted.
+func (m *ModbusTCP) Restart(t testing.TB) {
+	t.Helper()
+	m.Process.Stop()
+	p := startMaybe(t, "modbus slave", "READY", 10*time.Second, ModbusSlaveBinary(t), "tcp", m.Host, strconv.Itoa(m.Port))
+	if p == nil {
+		t.Fatalf("modbus slave: port %d was taken during the restart", m.Port)
+	}
+	m.Process = p
+}
+
 // StartModbusTCP starts a libmodbus TCP slave on a free port.
 func StartModbusTCP(t testing.TB) *ModbusTCP {
 	t.Helper()
