@@ -14,6 +14,7 @@ import (
 
 	mb "github.com/simonvetter/modbus"
 
+	"github.com/kubeedge-go/kubeedge/internal/testenv"
 	"github.com/kubeedge-go/kubeedge/internal/testenv/devicepeers"
 	pb "github.com/kubeedge-go/kubeedge/pkg/apis/dmi/v1beta1"
 	"github.com/kubeedge-go/kubeedge/pkg/mapper"
@@ -157,7 +158,9 @@ func TestTCPEndToEnd(t *testing.T) {
 		v, err := chk.ReadRegister(10, mb.HOLDING_REGISTER)
 		return err == nil && v == 777, fmt.Sprintf("holding 10 = %d, %v", v, err)
 	})
-	if mbpoll, err := exec.LookPath("mbpoll"); err == nil {
+	mbpoll, err := exec.LookPath("mbpoll")
+	testenv.Require(t, err == nil, "mbpoll not found (Debian package mbpoll; hack/install-deps.sh installs it)")
+	{
 		out, err := exec.Command(mbpoll, "-m", "tcp", "-p", fmt.Sprint(slave.Port), "-a", "1", "-r", "11", "-c", "1", "-t", "4", "-1", "127.0.0.1").CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "[11]: \t777") {
 			t.Errorf("mbpoll does not see 777 in holding register 11 (1-based): %v\n%s", err, out)
