@@ -14,6 +14,7 @@ import (
 	"github.com/kubeedge-go/kubeedge/internal/logging"
 	"github.com/kubeedge-go/kubeedge/internal/mappers/ble"
 	"github.com/kubeedge-go/kubeedge/internal/mappers/modbus"
+	"github.com/kubeedge-go/kubeedge/internal/mappers/modbus/sim"
 	"github.com/kubeedge-go/kubeedge/internal/mappers/opcua"
 	"github.com/kubeedge-go/kubeedge/pkg/mapper"
 )
@@ -31,10 +32,13 @@ var protocols = []struct {
 }
 
 const usage = `usage: mapper PROTOCOL [flags]
+       mapper simulate-modbus [--listen 127.0.0.1:1502]
 
 Runs a KubeEdge-compatible device mapper for PROTOCOL, serving DMI v1beta1
 DeviceMapperService on --socket and registering with edgecore at
---edgecore-socket. Protocols:
+--edgecore-socket. simulate-modbus runs a simulated Modbus TCP thermostat
+(holding 0: temperature x10, holding 1: setpoint, coil 0: heating) for
+demos. Protocols:
 `
 
 // Main runs the mapper named by args[0] until ctx is done.
@@ -44,6 +48,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("mapper: name the protocol as the first argument")
 	}
 	proto := args[0]
+	if proto == "simulate-modbus" {
+		return simulate(ctx, args[1:], stderr)
+	}
 	var newDriver func() mapper.Driver
 	for _, p := range protocols {
 		if p.name == proto {
@@ -93,4 +100,15 @@ func printUsage(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", p.name, p.doc)
 	}
 	fmt.Fprintln(w, "Run 'mapper PROTOCOL -h' for the flags.")
+}
+
+func simulate(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mapper simulate-modbus", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:1502", "host:port to serve Modbus TCP on")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "simulated Modbus thermostat on %s\n", *listen)
+	return sim.Serve(ctx, *listen, sim.New(nil))
 }

@@ -71,3 +71,51 @@ func TestModbusCommand(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
+
+// TestSimulatedThermostat: the simulator and the Modbus mapper together, as
+// the local try-out runs them.
+func TestSimulatedThermostat(t *testing.T) {
+	listen := fmt.Sprintf("127.0.0.1:%d", devicepeers.FreePort(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	simDone := make(chan error, 1)
+	go func() { simDone <- Main(ctx, []string{"simulate-modbus", "--listen", listen}, io.Discard, io.Discard) }()
+	defer func() {
+		cancel()
+		if err := <-simDone; err != nil {
+			t.Errorf("simulator: %v", err)
+		}
+	}()
+	dir := devicepeers.ShortDir(t)
+	ec := mappertest.StartEdgecore(t, dir)
+	props := []mappertest.Prop{
+		{Name: "temperature", Type: "DOUBLE", Access: "ReadOnly", Visitor: map[string]any{"register": "HoldingRegister", "offset": 0.0, "scale": 0.1}},
+		{Name: "setpoint", Type: "INT", Visitor: map[string]any{"register": "HoldingRegister", "offset": 1.0}, Desired: "30"},
+		{Name: "heating", Type: "BOOLEAN", Access: "ReadOnly", Visitor: map[string]any{"register": "CoilRegister", "offset": 0.0}},
+	}
+	host, port, _ := strings.Cut(listen, ":")
+	var p float64
+	fmt.Sscan(port, &p)
+	ec.SetDevices([]*pb.DeviceModel{mappertest.Model("default", "thermostat", props...)},
+		[]*pb.Device{mappertest.MustDevice(t, "default", "thermostat-1", "thermostat", "modbus", map[string]any{"ip": host, "port": p, "slaveID": 1.0}, props...)})
+	mctx, mcancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Main(mctx, []string{"modbus", "--socket", filepath.Join(dir, "modbus.sock"), "--edgecore-socket", ec.Socket, "--health-addr", "", "--log-level", "warn"}, io.Discard, io.Discard)
+	}()
+	defer func() {
+		mcancel()
+		if err := <-done; err != nil {
+			t.Errorf("mapper: %v", err)
+		}
+	}()
+	for prop, want := range map[string]string{"setpoint": "30", "heating": "true"} {
+		mappertest.Eventually(t, 30*time.Second, func() (bool, string) {
+			v, e := ec.Reported("default", "thermostat-1", prop)
+			return v == want, fmt.Sprintf("%s %q (%s)", prop, v, e)
+		})
+	}
+	mappertest.Eventually(t, 30*time.Second, func() (bool, string) {
+		v, e := ec.Reported("default", "thermostat-1", "temperature")
+		return strings.HasPrefix(v, "18") || strings.HasPrefix(v, "19"), fmt.Sprintf("temperature %q (%s)", v, e)
+	})
+}
