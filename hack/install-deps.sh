@@ -3,6 +3,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 pkgs=(iproute2 procps bc mosquitto mosquitto-clients)
 pkgs+=(containerd runc containernetworking-plugins busybox-static) # edged: private containerd + local images
+pkgs+=(gcc pkg-config libmodbus-dev socat mbpoll dbus nodejs) # mapper tests: device peers
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
