@@ -229,10 +229,28 @@ type Report struct {
 	Property string
 	// Reported is the value read from the device; nil leaves it unchanged.
 	Reported *string
-	// ObservedDesired is the desired value the mapper last applied.
+	// ObservedDesired is the desired value the mapper last applied ("" with
+	// an error in ObservedMetadata when applying failed).
 	ObservedDesired *string
-	// Metadata (timestamp, type...) from the mapper.
+	// Metadata (timestamp, type, error...) from the mapper.
 	Metadata map[string]string
+	// ObservedMetadata is the mapper's metadata of ObservedDesired; its
+	// "error" says why the desired value could not be applied.
+	ObservedMetadata map[string]string
+}
+
+// errorOf is the "error" entry of mapper metadata. Only it is compared: the
+// mapper's timestamps change every cycle and must not cause writes.
+func errorOf(md map[string]string) string { return md["error"] }
+
+// readFailed reports whether r carries a read error instead of a value.
+func readFailed(r Report) bool { return *r.Reported == "" && errorOf(r.Metadata) != "" }
+
+func stateError(v *valueState) string {
+	if v == nil {
+		return ""
+	}
+	return errorOf(v.Metadata)
 }
 
 // applyReports applies a mapper's reports, all or nothing. Values equal to
@@ -244,7 +262,7 @@ func applyReports(doc *twinDoc, model *v1beta1.DeviceModel, reports []Report, no
 		if !ok {
 			return twinUpdate{}, refuse(ErrInvalid, "property %q is not in device model %q", r.Property, model.Name)
 		}
-		if r.Reported != nil {
+		if r.Reported != nil && !readFailed(r) {
 			if err := checkValue(mp, *r.Reported); err != nil {
 				return twinUpdate{}, refuse(ErrInvalid, "reported: %v", err)
 			}
@@ -259,13 +277,33 @@ func applyReports(doc *twinDoc, model *v1beta1.DeviceModel, reports []Report, no
 		}
 		p := doc.prop(r.Property)
 		changed := false
-		if r.Reported != nil && (p.Actual == nil || p.Actual.Value != *r.Reported) {
+		if r.Reported != nil && readFailed(r) {
+			// No value: the device could not be read. The last value stays,
+			// marked with the error, so the cloud sees why it is stale.
+			if p.Actual == nil {
+				p.Actual = &valueState{}
+			}
+			if stateError(p.Actual) != errorOf(r.Metadata) {
+				md := maps.Clone(p.Actual.Metadata)
+				if md == nil {
+					md = map[string]string{}
+				}
+				md["error"] = errorOf(r.Metadata)
+				p.Actual = &valueState{Value: p.Actual.Value, Timestamp: p.Actual.Timestamp, Metadata: md}
+				changed = true
+			}
+		} else if r.Reported != nil && (p.Actual == nil || p.Actual.Value != *r.Reported || stateError(p.Actual) != errorOf(r.Metadata)) {
 			p.Actual = &valueState{Value: *r.Reported, Timestamp: metaTime(r.Metadata, ms), Metadata: maps.Clone(r.Metadata)}
 			p.ActualVersion.EdgeVersion++
 			changed = true
 		}
-		if r.ObservedDesired != nil && (p.ObservedDesired == nil || p.ObservedDesired.Value != *r.ObservedDesired) {
-			p.ObservedDesired = &valueState{Value: *r.ObservedDesired, Timestamp: ms}
+		if r.ObservedDesired != nil && (p.ObservedDesired == nil || p.ObservedDesired.Value != *r.ObservedDesired ||
+			stateError(p.ObservedDesired) != errorOf(r.ObservedMetadata)) {
+			var md map[string]string
+			if e := errorOf(r.ObservedMetadata); e != "" {
+				md = map[string]string{"error": e}
+			}
+			p.ObservedDesired = &valueState{Value: *r.ObservedDesired, Timestamp: ms, Metadata: md}
 			changed = true
 		}
 		if changed && !slices.Contains(out.changed, r.Property) {

@@ -174,7 +174,8 @@ func reportsFromDMI(st *pb.DeviceStatus) ([]devicetwin.Report, error) {
 		}
 		seen[tw.PropertyName] = true
 		r := devicetwin.Report{Property: tw.PropertyName}
-		if p := tw.Reported; p != nil {
+		// No value yet and no error: nothing to say about it this time.
+		if p := tw.Reported; p != nil && (p.Value != "" || p.Metadata["error"] != "") {
 			if err := checkTwinProperty(p); err != nil {
 				return nil, fmt.Errorf("%w: property %q reported: %v", errBadReport, tw.PropertyName, err)
 			}
@@ -182,14 +183,20 @@ func reportsFromDMI(st *pb.DeviceStatus) ([]devicetwin.Report, error) {
 			r.Reported = &v
 			r.Metadata = p.Metadata
 		}
-		if p := tw.ObservedDesired; p != nil && p.Value != "" {
+		// An observed desired value, or the error that kept the mapper from
+		// applying the desired value (then the value is empty).
+		if p := tw.ObservedDesired; p != nil && (p.Value != "" || p.Metadata["error"] != "") {
 			if err := checkTwinProperty(p); err != nil {
 				return nil, fmt.Errorf("%w: property %q observedDesired: %v", errBadReport, tw.PropertyName, err)
 			}
 			v := p.Value
 			r.ObservedDesired = &v
+			r.ObservedMetadata = p.Metadata
 		}
 		if r.Reported == nil && r.ObservedDesired == nil {
+			if tw.Reported != nil || tw.ObservedDesired != nil {
+				continue // present but empty: a property not read yet
+			}
 			return nil, fmt.Errorf("%w: property %q has neither reported nor observedDesired", errBadReport, tw.PropertyName)
 		}
 		out = append(out, r)
