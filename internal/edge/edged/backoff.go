@@ -55,9 +55,6 @@ func (b *backoff) next(key string, eventTime time.Time) time.Duration {
 	case !ok || b.expired(e, eventTime):
 		e = &backoffEntry{delay: b.initial}
 		b.entries[key] = e
-	case !eventTime.After(e.lastUpdate):
-		// The same failure seen again (a re-sync): no new doubling.
-		return e.delay
 	default:
 		e.delay = min(2*e.delay, b.max)
 	}

@@ -39,8 +39,10 @@ type eventRecorder struct {
 	clk      clock.Clock
 	reporter Reporter
 
-	mu   sync.Mutex
-	seen map[eventKey]*corev1.Event // guarded by mu
+	mu       sync.Mutex
+	seen     map[eventKey]*corev1.Event // guarded by mu
+	lastName int64                      // guarded by mu; keeps names unique
+
 }
 
 type eventKey struct {
@@ -75,9 +77,13 @@ func (r *eventRecorder) emit(ref corev1.ObjectReference, typ, reason, msg string
 		if len(r.seen) >= maxEventKeys {
 			r.pruneLocked()
 		}
+		// The kubelet's name: <object>.<hex nanoseconds>, made unique
+		// when two events share a clock reading.
+		n := max(now.UnixNano(), r.lastName+1)
+		r.lastName = n
 		ev = &corev1.Event{
 			ObjectMeta: metav1.ObjectMeta{
-				Name:      fmt.Sprintf("%s.%x", ref.Name, now.UnixNano()),
+				Name:      fmt.Sprintf("%s.%x", ref.Name, n),
 				Namespace: ref.Namespace,
 			},
 			InvolvedObject:      ref,

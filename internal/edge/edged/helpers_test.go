@@ -89,10 +89,20 @@ func (r *fakeReporter) eventList(uid types.UID) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var b strings.Builder
+	last := map[string]*corev1.Event{}
+	var order []string
 	for _, ev := range r.events {
-		if ev.InvolvedObject.UID == uid {
-			fmt.Fprintf(&b, "  %s %s: %s (x%d)\n", ev.Type, ev.Reason, ev.Message, ev.Count)
+		if ev.InvolvedObject.UID != uid {
+			continue
 		}
+		if _, ok := last[ev.Name]; !ok {
+			order = append(order, ev.Name)
+		}
+		last[ev.Name] = ev
+	}
+	for _, n := range order {
+		ev := last[n]
+		fmt.Fprintf(&b, "  %s %s: %s (x%d)\n", ev.Type, ev.Reason, ev.Message, ev.Count)
 	}
 	return b.String()
 }
@@ -121,7 +131,7 @@ type harness struct {
 	t      *testing.T
 	e      *Edged
 	rt     *fakecri.Runtime
-	st     *store.Memory
+	st     store.Store
 	rep    *fakeReporter
 	clk    *testingclock.FakeClock
 	tokens *fakeTokens
@@ -156,6 +166,9 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	t.Cleanup(func() { h.st.Close() })
 	return h
 }
+
+// useStore replaces the in-memory store (the caller closes it).
+func (h *harness) useStore(s store.Store) { h.st = s }
 
 func (h *harness) start() {
 	h.t.Helper()
@@ -243,6 +256,12 @@ func (h *harness) eventually(what string, cond func() bool) {
 		}
 		return what
 	})
+}
+
+func (h *harness) workerCount() int {
+	h.e.mu.Lock()
+	defer h.e.mu.Unlock()
+	return len(h.e.workers)
 }
 
 func (h *harness) wakeAll() {

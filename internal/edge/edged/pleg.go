@@ -13,7 +13,10 @@ import (
 func (e *Edged) pleg(ctx context.Context) error {
 	t := e.clk.NewTicker(e.cfg.RelistPeriod)
 	defer t.Stop()
-	var prev map[string]plegEntry
+	// The first relist diffs against nothing, so that it wakes every pod
+	// with runtime objects: a container that a worker started and that
+	// exited before that relist is noticed too.
+	prev := map[string]plegEntry{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -28,10 +31,8 @@ func (e *Edged) pleg(ctx context.Context) error {
 			continue
 		}
 		cur := plegState(snap)
-		if prev != nil {
-			for uid := range plegDiff(prev, cur) {
-				e.kickUID(uid)
-			}
+		for uid := range plegDiff(prev, cur) {
+			e.kickUID(uid)
 		}
 		prev = cur
 	}

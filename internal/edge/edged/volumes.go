@@ -52,7 +52,7 @@ type volumeError struct {
 }
 
 func (e *volumeError) Error() string {
-	return fmt.Sprintf("MountVolume.SetUp failed for volume %q : %v", e.volume, e.err)
+	return fmt.Sprintf("MountVolume.SetUp failed for volume %q : %s", e.volume, trimConfigErr(e.err))
 }
 
 func (e *volumeError) Unwrap() error { return e.err }
