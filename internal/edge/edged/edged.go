@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -374,6 +375,12 @@ func (e *Edged) workerDone(w *podWorker) {
 	e.mu.Lock()
 	if e.workers[w.uid] == w {
 		delete(e.workers, w.uid)
+	}
+	prefix := string(w.uid) + "/"
+	for k := range e.pullFailures {
+		if strings.HasPrefix(k, prefix) {
+			delete(e.pullFailures, k)
+		}
 	}
 	e.mu.Unlock()
 	e.backoff.forgetPrefix(string(w.uid) + "/")

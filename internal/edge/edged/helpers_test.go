@@ -32,6 +32,8 @@ type fakeReporter struct {
 	statuses   map[types.UID][]corev1.PodStatus
 	events     []*corev1.Event
 	terminated map[types.UID]int
+	// onStatus, if set, sees every status as it is reported (benchmarks).
+	onStatus func(uid types.UID, st corev1.PodStatus)
 }
 
 func newFakeReporter() *fakeReporter {
@@ -40,8 +42,12 @@ func newFakeReporter() *fakeReporter {
 
 func (r *fakeReporter) PodStatus(_, _ string, uid types.UID, st corev1.PodStatus) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.statuses[uid] = append(r.statuses[uid], *st.DeepCopy())
+	hook := r.onStatus
+	r.mu.Unlock()
+	if hook != nil {
+		hook(uid, st)
+	}
 }
 
 func (r *fakeReporter) Event(ev *corev1.Event) {
@@ -128,7 +134,7 @@ func (f *fakeTokens) Token(_ context.Context, pod *corev1.Pod, sa string, aud []
 }
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	e      *Edged
 	rt     *fakecri.Runtime
 	st     store.Store
@@ -145,7 +151,7 @@ type harness struct {
 	done    chan error
 }
 
-func newHarness(t *testing.T, mutate func(*Config)) *harness {
+func newHarness(t testing.TB, mutate func(*Config)) *harness {
 	t.Helper()
 	clk := testingclock.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	h := &harness{t: t, rt: fakecri.New(clk), st: store.NewMemory(), rep: newFakeReporter(), clk: clk, tokens: &fakeTokens{clk: clk}}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ type realHarness struct {
 	client *cri.Client
 }
 
-func newRealHarness(t *testing.T, mutate func(*Config)) *realHarness {
+func newRealHarness(t testing.TB, mutate func(*Config)) *realHarness {
 	t.Helper()
 	ctd := testenv.ContainerdForTest(t, testenv.ContainerdOptions{})
 	client, err := cri.Dial(ctd.Endpoint, cri.Options{})
@@ -40,7 +41,13 @@ func newRealHarness(t *testing.T, mutate func(*Config)) *realHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		// tmpfs volumes of pods still running when the test ends.
+		for _, mp := range mountPointsUnder(dir) {
+			_ = syscall.Unmount(mp, syscall.MNT_DETACH)
+		}
+		os.RemoveAll(dir)
+	})
 	h := newHarness(t, func(c *Config) {
 		c.RemoteRuntimeEndpoint = ctd.Endpoint
 		c.CgroupRoot = ctd.CgroupRoot
@@ -57,7 +64,7 @@ func newRealHarness(t *testing.T, mutate func(*Config)) *realHarness {
 	return &realHarness{harness: h, ctd: ctd, client: client}
 }
 
-type tLog struct{ t *testing.T }
+type tLog struct{ t testing.TB }
 
 func (w tLog) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -161,6 +168,7 @@ func TestRealVolumesEnvInitAndLogs(t *testing.T) {
 	main.VolumeMounts = []corev1.VolumeMount{
 		{Name: "cfg", MountPath: "/etc/app"}, {Name: "sec", MountPath: "/etc/creds"}, {Name: "work", MountPath: "/work"},
 		{Name: "cfg", MountPath: "/etc/mode", SubPath: "mode"},
+		{Name: "mem", MountPath: "/mem"},
 	}
 	init1 := busybox("init1", "sh", "-c", "echo init1 >> /work/order")
 	init1.VolumeMounts = []corev1.VolumeMount{{Name: "work", MountPath: "/work"}}
@@ -173,6 +181,7 @@ func TestRealVolumesEnvInitAndLogs(t *testing.T) {
 		{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "app"}}}},
 		{Name: "sec", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "creds"}}},
 		{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		{Name: "mem", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}},
 	}
 	h.putPod(pod)
 	st := h.waitStatus(pod, "running", running("main"))
@@ -186,6 +195,8 @@ func TestRealVolumesEnvInitAndLogs(t *testing.T) {
 		"cat /etc/mode":                           "edge",
 		"echo $GREETING $PASSWORD $MY_POD $MY_IP": "hello s3cr3t vols " + st.PodIP + "\n",
 		"touch /etc/app/x 2>&1 || echo read-only": "touch: /etc/app/x: Read-only file system\nread-only\n",
+		"grep -c ' /mem tmpfs ' /proc/mounts":     "1\n",
+		"echo x > /mem/f && cat /mem/f":           "x\n",
 	} {
 		if out, _ := h.exec(pod, "main", "sh", "-c", cmd); out != want {
 			t.Errorf("%s: %q, want %q", cmd, out, want)

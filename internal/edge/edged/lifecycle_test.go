@@ -652,3 +652,67 @@ func TestImageGC(t *testing.T) {
 		t.Errorf("images removed below the threshold: %d left", len(imgs))
 	}
 }
+
+func TestStartupProbeGatesLiveness(t *testing.T) {
+	h := newHarness(t, nil)
+	var started atomic.Bool
+	var livenessBeforeStart atomic.Int32
+	h.rt.OnExec = func(c *fakecri.Container, cmd []string) ([]byte, int32, error) {
+		switch cmd[0] {
+		case "startup":
+			if started.Load() {
+				return nil, 0, nil
+			}
+			return nil, 1, nil
+		case "live":
+			if !started.Load() {
+				livenessBeforeStart.Add(1)
+			}
+		}
+		return nil, 0, nil
+	}
+	h.start()
+	c := bb("main", "sleep", "1d")
+	c.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"startup"}}}, PeriodSeconds: 1, FailureThreshold: 100}
+	c.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"live"}}}, PeriodSeconds: 1, FailureThreshold: 1}
+	pod := testPod("startup", c)
+	h.putPod(pod)
+	st := h.waitStatus(pod, "running, not started", func(st corev1.PodStatus) bool {
+		return running("main")(st) && h.rep.hasEvent(pod.UID, reasonUnhealthy, "Startup probe failed")
+	})
+	if cs := findStatus(st.ContainerStatuses, "main"); *cs.Started || cs.Ready {
+		t.Errorf("started %v ready %v before the startup probe passed", *cs.Started, cs.Ready)
+	}
+	started.Store(true)
+	h.eventuallyf(func() string {
+		h.clk.Step(time.Second)
+		st, _ := h.rep.latest(pod.UID)
+		if cs := findStatus(st.ContainerStatuses, "main"); cs != nil && cs.Started != nil && *cs.Started && cs.Ready {
+			return ""
+		}
+		return "started and ready after the startup probe passed"
+	})
+	if n := livenessBeforeStart.Load(); n != 0 {
+		t.Errorf("liveness probe ran %d times before the startup probe passed", n)
+	}
+	if n := len(h.rt.Containers()); n != 1 {
+		t.Errorf("%d instances, want 1", n)
+	}
+}
+
+func TestStartupProbeFailureRestarts(t *testing.T) {
+	h := newHarness(t, nil)
+	h.rt.OnExec = func(c *fakecri.Container, cmd []string) ([]byte, int32, error) { return nil, 1, nil }
+	h.start()
+	c := bb("main", "sleep", "1d")
+	c.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"startup"}}}, PeriodSeconds: 1, FailureThreshold: 1}
+	pod := testPod("startupfail", c)
+	h.putPod(pod)
+	h.waitStatus(pod, "restarted after the startup probe failed", func(st corev1.PodStatus) bool {
+		cs := findStatus(st.ContainerStatuses, "main")
+		return cs != nil && cs.RestartCount >= 1
+	})
+	if !h.rep.hasEvent(pod.UID, reasonKilling, "Container main failed startup probe, will be restarted") {
+		t.Errorf("events:\n%s", h.rep.eventList(pod.UID))
+	}
+}
