@@ -87,6 +87,12 @@ type Config struct {
 	// BackOffInitial and BackOffMax are the container restart and image
 	// pull back-off (10 s doubling to 300 s, as the kubelet's).
 	BackOffInitial, BackOffMax time.Duration
+	// ConcurrentSandboxStarts bounds RunPodSandbox calls in flight. The
+	// runtime's work per sandbox (netns, CNI, shim, pause) is CPU-bound on
+	// small nodes: a burst of 30 all-at-once takes as long in total as 4
+	// at a time, but with the limit the first pods run after a fraction
+	// of the time instead of all finishing together at the end.
+	ConcurrentSandboxStarts int
 }
 
 // Default returns edged's defaults (those of the kubelet and KubeEdge).
@@ -114,6 +120,7 @@ func Default() Config {
 		ImagePullTimeout:            10 * time.Minute,
 		BackOffInitial:              10 * time.Second,
 		BackOffMax:                  300 * time.Second,
+		ConcurrentSandboxStarts:     4,
 	}
 }
 
@@ -180,6 +187,9 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			bad("%s %s must be positive", d.name, d.v)
 		}
+	}
+	if c.ConcurrentSandboxStarts < 1 {
+		bad("concurrentSandboxStarts %d must be at least 1", c.ConcurrentSandboxStarts)
 	}
 	if c.BackOffMax < c.BackOffInitial {
 		bad("backOffMax %s is below backOffInitial %s", c.BackOffMax, c.BackOffInitial)

@@ -45,8 +45,9 @@ type Edged struct {
 	// replaced in tests.
 	imageFsStats func(ctx context.Context) (capacity, available uint64, err error)
 
-	kick    chan struct{} // wakes the dispatcher; capacity 1
-	started chan struct{} // closed after the first full reconcile
+	kick       chan struct{} // wakes the dispatcher; capacity 1
+	sandboxSem chan struct{} // bounds concurrent RunPodSandbox calls
+	started    chan struct{} // closed after the first full reconcile
 
 	mu           sync.Mutex
 	dirty        map[podKey]bool            // guarded by mu
@@ -81,6 +82,7 @@ func New(cfg Config, deps Deps) (*Edged, error) {
 	e := &Edged{
 		cfg: cfg, deps: deps, log: deps.Logger.With("component", "edged"), clk: deps.Clock, rt: deps.Runtime,
 		kick:         make(chan struct{}, 1),
+		sandboxSem:   make(chan struct{}, cfg.ConcurrentSandboxStarts),
 		started:      make(chan struct{}),
 		dirty:        map[podKey]bool{},
 		refs:         map[objRef]map[podKey]bool{},

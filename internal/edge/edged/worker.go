@@ -586,7 +586,13 @@ func (w *podWorker) createSandbox(ctx context.Context, pod *corev1.Pod, rt *podR
 	if err := os.MkdirAll(cfg.LogDirectory, 0o755); err != nil {
 		e.log.Warn("pod log directory", "pod", podFullName(pod), "err", err)
 	}
+	select {
+	case e.sandboxSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, time.Second
+	}
 	id, err := e.rt.RunPodSandbox(ctx, cfg, "")
+	<-e.sandboxSem
 	if err != nil {
 		now := e.clk.Now()
 		e.setPullFailedAt(w.sandboxKey, now)
