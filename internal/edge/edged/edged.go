@@ -119,6 +119,7 @@ func (e *Edged) Started() <-chan struct{} { return e.started }
 // (no cloud needed) and brings it to its desired state, and removes
 // sandboxes, pod directories and cgroups that belong to no stored pod.
 // Stopping edged leaves containers running, as stopping the kubelet does.
+// Run may be called once; a restarted edged is a new Edged.
 func (e *Edged) Run(ctx context.Context) error {
 	if e.client != nil {
 		defer e.client.Close()
