@@ -54,7 +54,8 @@ type Runtime struct {
 	sandboxes  map[string]*Sandbox   // guarded by mu
 	containers map[string]*Container // guarded by mu
 	images     map[string]*runtimeapi.Image
-	calls      []string // guarded by mu
+	calls      []string         // guarded by mu
+	stops      map[string]int64 // guarded by mu; container id -> last stop timeout, kept after removal
 	nextID     int
 	nextIP     int
 
@@ -82,7 +83,17 @@ func New(clk clock.Clock) *Runtime {
 		sandboxes:  map[string]*Sandbox{},
 		containers: map[string]*Container{},
 		images:     map[string]*runtimeapi.Image{},
+		stops:      map[string]int64{},
 	}
+}
+
+// StopTimeout returns the timeout of the last StopContainer call for id,
+// also after the container was removed.
+func (r *Runtime) StopTimeout(id string) (int64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.stops[id]
+	return t, ok
 }
 
 // AddImage makes image present.
@@ -399,6 +410,7 @@ func (r *Runtime) StopContainer(_ context.Context, id string, timeout int64) err
 		return nil
 	}
 	c.StopTimeout = timeout
+	r.stops[id] = timeout
 	if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
 		r.exitLocked(c, 137, "Error")
 	}
