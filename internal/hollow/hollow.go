@@ -79,6 +79,7 @@ func (f *Fleet) NodeConfig(i int) *config.EdgeCore {
 	c.Modules.EventBus.Enable = false
 	c.Modules.DMI.Enable = false
 	c.Modules.MetaManager.MetaServer.Enable = false
+	c.Modules.Edged.Enable = false // hollow: no containers
 	if f.cfg.Heartbeat > 0 {
 		h.Heartbeat = f.cfg.Heartbeat
 	}

@@ -157,6 +157,7 @@ func edgeConfig(t testing.TB, dir, name string, p ports, tok, transport string) 
 	c.Database.DataSource = filepath.Join(dir, "edgecore.db")
 	c.Database.EncryptionKeyFile = filepath.Join(dir, "keys", "store.key")
 	c.Modules.MetaManager.MetaServer.Server = "127.0.0.1:0" // many edges in one process
+	c.Modules.Edged.Enable = false                          // no container runtime; pods_test.go turns it on
 	h := &c.Modules.EdgeHub
 	h.TLSCAFile = filepath.Join(dir, "ca", "rootCA.crt")
 	h.TLSCertFile = filepath.Join(dir, "certs", "server.crt")

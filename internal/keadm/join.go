@@ -191,6 +191,14 @@ func (o joinOptions) validate() (*plan, error) {
 	c := edgeconfig.Default(o.NodeName)
 	c.Database.DataSource = paths.Database
 	c.Database.EncryptionKeyFile = paths.StoreKey
+	if paths.PodsRoot != "" {
+		c.Modules.Edged.RootDirectory, c.Modules.Edged.PodLogsDirectory = paths.PodsRoot, paths.PodLogs
+		// A unix socket path is limited to 108 bytes; a deep data directory
+		// keeps the default socket.
+		if sock := filepath.Join(filepath.Dir(paths.PodsRoot), "dmi.sock"); len(sock) < 100 {
+			c.Modules.DMI.Socket = sock
+		}
+	}
 	hub := &c.Modules.EdgeHub
 	hub.Token = strings.TrimSpace(o.Token)
 	hub.HTTPServer = "https://" + net.JoinHostPort(host, strconv.Itoa(o.CertPort))

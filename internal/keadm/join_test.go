@@ -119,6 +119,11 @@ func TestJoinWritesConfig(t *testing.T) {
 			want := edgeconfig.Default("edge-1")
 			want.Database.DataSource = filepath.Join(dir, "edgecore.db")
 			want.Database.EncryptionKeyFile = filepath.Join(dir, "keys", "store.key")
+			want.Modules.Edged.RootDirectory = filepath.Join(dir, "edged")
+			want.Modules.Edged.PodLogsDirectory = filepath.Join(dir, "pod-logs")
+			if sock := filepath.Join(dir, "dmi.sock"); len(sock) < 100 {
+				want.Modules.DMI.Socket = sock
+			}
 			h := &want.Modules.EdgeHub
 			h.Token = tok
 			h.HTTPServer = "https://cloud.example.com:10002"

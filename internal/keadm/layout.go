@@ -19,6 +19,8 @@ type layout struct {
 	CertFile string
 	KeyFile  string
 	StoreKey string // the edge database's encryption key
+	PodsRoot string // edged's rootDirectory ("" keeps the default)
+	PodLogs  string // edged's podLogsDirectory ("" keeps the default)
 	Database string
 	LogFile  string
 	PIDFile  string
@@ -30,12 +32,14 @@ type layout struct {
 // edgecore runs with / as its working directory.
 func newLayout(dataDir, configPath string) (layout, error) {
 	certRoot, stateRoot := defaultCertRoot, defaultStateRoot
+	podsRoot, podLogs := "", ""
 	if dataDir != "" {
 		abs, err := filepath.Abs(dataDir)
 		if err != nil {
 			return layout{}, fmt.Errorf("--data-dir %q: %w", dataDir, err)
 		}
 		certRoot, stateRoot = abs, abs
+		podsRoot, podLogs = filepath.Join(abs, "edged"), filepath.Join(abs, "pod-logs")
 	}
 	if configPath == "" {
 		return layout{}, fmt.Errorf("--config must not be empty")
@@ -53,5 +57,7 @@ func newLayout(dataDir, configPath string) (layout, error) {
 		Database: filepath.Join(stateRoot, "edgecore.db"),
 		LogFile:  filepath.Join(stateRoot, "edgecore.log"),
 		PIDFile:  filepath.Join(stateRoot, "edgecore.pid"),
+		PodsRoot: podsRoot,
+		PodLogs:  podLogs,
 	}, nil
 }

@@ -29,6 +29,12 @@ func mergeStatus(base *corev1.Node, st corev1.NodeStatus, now time.Time) *corev1
 	if st.NodeInfo != (corev1.NodeSystemInfo{}) {
 		s.NodeInfo = st.NodeInfo
 	}
+	if st.Images != nil { // an edge without a runtime reports none: keep what is there
+		s.Images = slices.Clone(st.Images)
+	}
+	if st.DaemonEndpoints.KubeletEndpoint.Port != 0 {
+		s.DaemonEndpoints = st.DaemonEndpoints
+	}
 	t := metav1.NewTime(now)
 	for _, c := range st.Conditions {
 		c.LastHeartbeatTime = t
@@ -50,7 +56,8 @@ func mergeStatus(base *corev1.Node, st corev1.NodeStatus, now time.Time) *corev1
 // condition timestamps.
 func statusEqual(a, b corev1.NodeStatus) bool {
 	strip := func(s corev1.NodeStatus) corev1.NodeStatus {
-		out := corev1.NodeStatus{Capacity: s.Capacity, Allocatable: s.Allocatable, Addresses: s.Addresses, NodeInfo: s.NodeInfo}
+		out := corev1.NodeStatus{Capacity: s.Capacity, Allocatable: s.Allocatable, Addresses: s.Addresses, NodeInfo: s.NodeInfo,
+			Images: s.Images, DaemonEndpoints: s.DaemonEndpoints}
 		for _, c := range s.Conditions {
 			c.LastHeartbeatTime, c.LastTransitionTime = metav1.Time{}, metav1.Time{}
 			out.Conditions = append(out.Conditions, c)

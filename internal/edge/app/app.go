@@ -17,6 +17,7 @@ import (
 
 	"github.com/kubeedge-go/kubeedge/internal/edge/certs"
 	"github.com/kubeedge-go/kubeedge/internal/edge/config"
+	"github.com/kubeedge-go/kubeedge/internal/edge/edged"
 	"github.com/kubeedge-go/kubeedge/internal/edge/hub"
 	"github.com/kubeedge-go/kubeedge/internal/edge/metamanager"
 	"github.com/kubeedge-go/kubeedge/internal/edge/metaserver"
@@ -54,6 +55,10 @@ type EdgeCore struct {
 	Up    *uplink.Uplink
 	// Meta serves the store to edge apps; nil when off. Read after Ready.
 	MetaServer *metaserver.Server
+	// Edged runs the node's pods; nil when modules.edged.enable is off.
+	// Read after Ready.
+	Edged  *edged.Edged
+	Tokens *tokens.Source
 	// Devices may be read after Ready.
 	Devices Devices
 
@@ -160,6 +165,16 @@ func (e *EdgeCore) Run(ctx context.Context) error {
 	if err := e.newDevices(); err != nil {
 		return err
 	}
+	if e.Tokens, err = tokens.New(tokens.Deps{Querier: e.Up, Store: e.Store, Clock: e.clk, Logger: e.log}); err != nil {
+		return err
+	}
+	if e.cfg.Modules.Edged.Enable {
+		if e.Edged, err = edged.New(EdgedConfig(e.cfg), edged.Deps{
+			Store: e.Store, Reporter: e.Up, Tokens: e.Tokens, Clock: e.clk, Logger: e.log,
+		}); err != nil {
+			return err
+		}
+	}
 	if ms := e.cfg.Modules.MetaManager.MetaServer; ms.Enable {
 		if e.MetaServer, err = metaserver.New(metaserver.Config{Address: ms.Server, ServeSecrets: ms.ServeSecrets},
 			metaserver.Deps{Store: e.Store, Clock: e.clk, Logger: e.log}); err != nil {
@@ -173,6 +188,9 @@ func (e *EdgeCore) Run(ctx context.Context) error {
 	g.Go(func() error { return e.Up.Run(gctx) })
 	if e.MetaServer != nil {
 		g.Go(func() error { return e.MetaServer.Run(gctx) })
+	}
+	if e.Edged != nil {
+		g.Go(func() error { return e.Edged.Run(gctx) })
 	}
 	if e.cfg.Modules.EdgeHub.Rotate.Enable {
 		g.Go(func() error { return e.Certs.Run(gctx) })
@@ -210,6 +228,9 @@ func (e *EdgeCore) bootstrap(ctx context.Context) error {
 // committed, in its goroutine: each consumer must take it without blocking.
 func (e *EdgeCore) storeChanged(ch store.Change) {
 	e.devicesChanged(ch)
+	if e.Edged != nil {
+		e.Edged.Notify(ch)
+	}
 	if e.MetaServer != nil {
 		e.MetaServer.Notify(ch)
 	}
@@ -241,6 +262,13 @@ func (e *EdgeCore) sendNode(ctx context.Context, typ wire.ResourceType) {
 	if err != nil {
 		e.log.Error("cannot describe the node", "err", err)
 		return
+	}
+	if e.Edged != nil {
+		if imgs, err := e.Edged.Images(ctx); err == nil {
+			n.Status.Images = imgs
+		} else {
+			e.log.Debug("images not listed for the node status", "err", err)
+		}
 	}
 	var content any = n
 	op := wire.OpInsert

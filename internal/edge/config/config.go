@@ -102,6 +102,20 @@ type Edged struct {
 	NodeStatusUpdateFrequency int    `json:"nodeStatusUpdateFrequency"`
 	RemoteRuntimeEndpoint     string `json:"remoteRuntimeEndpoint"`
 	MaxPods                   int    `json:"maxPods"`
+	// The pod runtime (see internal/edge/edged); KubeEdge's names.
+	RootDirectory               string   `json:"rootDirectory"`
+	PodLogsDirectory            string   `json:"podLogsDirectory"`
+	PodSandboxImage             string   `json:"podSandboxImage"`
+	CgroupDriver                string   `json:"cgroupDriver"`
+	CgroupRoot                  string   `json:"cgroupRoot"`
+	ImageGCHighThreshold        int      `json:"imageGCHighThreshold"`
+	ImageGCLowThreshold         int      `json:"imageGCLowThreshold"`
+	MaximumDeadContainersPerPod int      `json:"maximumDeadContainersPerPod"`
+	MaxContainerCount           int      `json:"maxContainerCount"`
+	ClusterDNS                  []string `json:"clusterDNS,omitempty"`
+	ClusterDomain               string   `json:"clusterDomain"`
+	// ConcurrentSandboxStarts bounds pod sandboxes started at once.
+	ConcurrentSandboxStarts int `json:"concurrentSandboxStarts"`
 }
 
 // MetaManager persists cloud objects.
@@ -148,11 +162,22 @@ func Default(nodeName string) *EdgeCore {
 				MaxFrameBytes:     4 << 20,
 			},
 			Edged: Edged{
-				Enable:                    true,
-				HostnameOverride:          nodeName,
-				NodeStatusUpdateFrequency: 60,
-				RemoteRuntimeEndpoint:     "unix:///run/containerd/containerd.sock",
-				MaxPods:                   110,
+				Enable:                      true,
+				HostnameOverride:            nodeName,
+				NodeStatusUpdateFrequency:   60,
+				RemoteRuntimeEndpoint:       "unix:///run/containerd/containerd.sock",
+				MaxPods:                     110,
+				RootDirectory:               "/var/lib/edged",
+				PodLogsDirectory:            "/var/log/pods",
+				PodSandboxImage:             "localhost/kubeedge/pause:3.10",
+				CgroupDriver:                "cgroupfs",
+				CgroupRoot:                  "/",
+				ImageGCHighThreshold:        85,
+				ImageGCLowThreshold:         80,
+				MaximumDeadContainersPerPod: 1,
+				MaxContainerCount:           -1,
+				ClusterDomain:               "cluster.local",
+				ConcurrentSandboxStarts:     4,
 			},
 			MetaManager: MetaManager{Enable: true, BatchSize: 256,
 				MetaServer: MetaServer{Enable: true, Server: "127.0.0.1:10550"}},

@@ -67,7 +67,7 @@ func startFake(t *testing.T) string {
 
 func TestErrorsAreTypedAndNamed(t *testing.T) {
 	sock := startFake(t)
-	c, err := Dial("unix://"+sock, Options{Timeout: 300 * time.Millisecond})
+	c, err := Dial("unix://"+sock, Options{Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
