@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# `make down`: stops what `make up` started (edgecore, cloudcore, the control
-# plane), each by its recorded PID, and checks that none is left.
+# `make down`: stops what `make up` started (mappers and the simulated
+# thermostat, edgecore, cloudcore, the edge node's containerd with its pods,
+# the control plane), each by its recorded PID, and checks that none is left.
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "${REPO_ROOT}"
 LOCAL="${OUTPUT}/local"
 EDGE_DIR="${LOCAL}/edge"
+MAPPERS="${LOCAL}/mappers"
 
 # stop_pid NAME PIDFILE: SIGTERM, then SIGKILL after 10 s, if the pid is still NAME.
 stop_pid() {
@@ -29,13 +31,20 @@ stop_pid() {
   rm -f "${pidfile}"
 }
 
+stop_pid mapper "${MAPPERS}/modbus.pid"
+stop_pid mapper "${MAPPERS}/opcua.pid"
+stop_pid mapper "${MAPPERS}/thermostat.pid"
 if [[ -x "${BIN}/keadm" && -f "${EDGE_DIR}/edgecore.yaml" ]]; then
   "${BIN}/keadm" reset --force --data-dir="${EDGE_DIR}" --config="${EDGE_DIR}/edgecore.yaml" || true
 fi
 stop_pid edgecore "${EDGE_DIR}/edgecore.pid"
 stop_pid cloudcore "${LOCAL}/cloud/cloudcore.pid"
+if [[ -d "${LOCAL}/containerd" ]]; then
+  [[ -x "${BIN}/localcontainerd" ]] || go build -o "${BIN}/localcontainerd" ./hack/localcontainerd
+  "${BIN}/localcontainerd" down --dir "${LOCAL}/containerd" || true
+fi
 [[ -x "${BIN}/localcluster" || -d "${LOCAL}/cluster" ]] && bash hack/cluster-down.sh
-left="$(ps -eo pid=,stat=,args= | awk '$2 !~ /^Z/' | grep -E "${OUTPUT}/(bin|k8s)" | grep -v grep || true)"
+left="$(ps -eo pid=,stat=,args= | awk '$2 !~ /^Z/' | grep -E "${OUTPUT}/(bin|k8s)|${LOCAL}/containerd" | grep -v grep || true)"
 if [[ -n "${left}" ]]; then
   die "processes left behind:\n${left}"
 fi

@@ -67,6 +67,8 @@ type joinOptions struct {
 	EdgecoreBinary  string
 	PrepareOnly     bool
 	Force           bool
+	// Sets are --set key=value configuration overrides, applied last.
+	Sets []string
 }
 
 func defaultJoinOptions() joinOptions {
@@ -116,6 +118,7 @@ func newJoinCommand(d Deps) *cobra.Command {
 	f.StringVar(&o.EdgecoreBinary, flagEdgecoreBinary, o.EdgecoreBinary, "edgecore executable (default: edgecore next to keadm, else in PATH)")
 	f.BoolVar(&o.PrepareOnly, flagPrepareOnly, o.PrepareOnly, "write configuration and certificates, print the command that starts edgecore, and stop there")
 	f.BoolVar(&o.Force, flagForce, o.Force, "overwrite an existing configuration and certificates")
+	f.StringArrayVar(&o.Sets, "set", o.Sets, "set a configuration field, e.g. --set modules.edged.cgroupRoot=/kubepods (repeatable; lists separated by ';')")
 	return cmd
 }
 
@@ -209,6 +212,9 @@ func (o joinOptions) validate() (*plan, error) {
 	c.Modules.Edged.NodeLabels = labels
 	if o.RuntimeEndpoint != "" {
 		c.Modules.Edged.RemoteRuntimeEndpoint = o.RuntimeEndpoint
+	}
+	if err := applySets(c, o.Sets); err != nil {
+		return nil, err
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("the configuration built from the flags is invalid: %w", err)

@@ -269,6 +269,9 @@ func (e *EdgeCore) sendNode(ctx context.Context, typ wire.ResourceType) {
 		} else {
 			e.log.Debug("images not listed for the node status", "err", err)
 		}
+		if v, err := e.Edged.Runtime().Version(ctx); err == nil {
+			n.Status.NodeInfo.ContainerRuntimeVersion = v.RuntimeName + "://" + v.RuntimeVersion
+		}
 	}
 	var content any = n
 	op := wire.OpInsert
