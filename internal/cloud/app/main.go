@@ -10,6 +10,7 @@ import (
 
 	"github.com/kubeedge-go/kubeedge/internal/cloud/config"
 	cfgutil "github.com/kubeedge-go/kubeedge/internal/config"
+	"github.com/kubeedge-go/kubeedge/internal/debugserver"
 	"github.com/kubeedge-go/kubeedge/internal/logging"
 )
 
@@ -42,7 +43,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *debugAddr != "" {
-		stop, err := serveDebug(ctx, *debugAddr, log)
+		stop, err := debugserver.Serve(ctx, *debugAddr, log)
 		if err != nil {
 			return err
 		}

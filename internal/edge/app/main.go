@@ -8,6 +8,7 @@ import (
 	"os"
 
 	cfgutil "github.com/kubeedge-go/kubeedge/internal/config"
+	"github.com/kubeedge-go/kubeedge/internal/debugserver"
 	"github.com/kubeedge-go/kubeedge/internal/edge/config"
 	"github.com/kubeedge-go/kubeedge/internal/logging"
 )
@@ -20,6 +21,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	printDefault := fs.Bool("defaultconfig", false, "print the full default configuration and exit")
 	printMin := fs.Bool("minconfig", false, "print the minimal configuration and exit")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	debugAddr := fs.String("debug-addr", "", "serve /debug/pprof on this address (e.g. 127.0.0.1:6061); off when empty")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -44,6 +46,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := config.Load(*path)
 	if err != nil {
 		return err
+	}
+	if *debugAddr != "" {
+		stop, err := debugserver.Serve(ctx, *debugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	ec, err := New(cfg, Deps{Logger: log})
 	if err != nil {

@@ -1,4 +1,6 @@
-package app
+// Package debugserver serves Go's profiling endpoints for cloudcore and
+// edgecore (--debug-addr). Off by default: profiles reveal internals.
+package debugserver
 
 import (
 	"context"
@@ -11,9 +13,9 @@ import (
 	"time"
 )
 
-// serveDebug serves Go's profiling endpoints on addr until ctx ends or stop
+// Serve serves Go's profiling endpoints on addr until ctx ends or stop
 // is called. Off by default: profiles reveal internals.
-func serveDebug(ctx context.Context, addr string, log *slog.Logger) (stop func(), err error) {
+func Serve(ctx context.Context, addr string, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("debug listener: %w", err)
