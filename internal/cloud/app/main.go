@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"runtime/debug"
 
 	"k8s.io/klog/v2"
 
@@ -25,6 +27,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	setGCPercent()
 	if *printDefault {
 		b, err := cfgutil.Marshal(config.Default())
 		if err != nil {
@@ -57,4 +60,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("cloudcore: %w", err)
 	}
 	return nil
+}
+
+// setGCPercent makes the garbage collector keep less headroom than Go's
+// default (GOGC=100) unless GOGC is set: cloudcore's memory is mostly
+// per-session state that lives for hours, so a collection every 50% of heap
+// growth costs little CPU, and at 2,000 hollow sessions it took the RSS per
+// session from 70.6 to 50.9 KiB (docs/benchmarks.md).
+func setGCPercent() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 }

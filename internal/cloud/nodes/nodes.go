@@ -207,7 +207,29 @@ func New(cfg Config, deps Deps) (*Manager, error) {
 		lister:   nodes.Lister(),
 		nodes:    map[string]*nodeState{},
 	}
+	// Once the cache holds a Node as new as the last one written, the
+	// written copy is dropped: with thousands of nodes it is a second copy
+	// of every Node for as long as a status resync period.
+	if _, err := m.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    m.cacheCaughtUp,
+		UpdateFunc: func(_, obj any) { m.cacheCaughtUp(obj) },
+	}); err != nil {
+		return nil, fmt.Errorf("nodes: %w", err)
+	}
 	return m, nil
+}
+
+func (m *Manager) cacheCaughtUp(obj any) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ns := m.nodes[n.Name]; ns != nil && ns.fresh != nil && ns.fresh.ResourceVersion == n.ResourceVersion {
+		ns.fresh = nil
+		clear(ns.staleRVs)
+	}
 }
 
 // Run starts the edge-node informer and the workers and blocks until ctx is

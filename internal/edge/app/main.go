@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 
 	cfgutil "github.com/kubeedge-go/kubeedge/internal/config"
 	"github.com/kubeedge-go/kubeedge/internal/debugserver"
@@ -25,6 +26,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	setGCPercent()
 	if *printDefault || *printMin {
 		host, _ := os.Hostname()
 		c := config.Default(host)
@@ -62,4 +64,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("edgecore: %w", err)
 	}
 	return nil
+}
+
+// setGCPercent makes the garbage collector keep less headroom than Go's
+// default (GOGC=100) unless GOGC is set: an edge host is short of memory
+// rather than CPU, and edgecore's heap is small and long-lived.
+func setGCPercent() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 }
