@@ -23,6 +23,7 @@ import (
 	"github.com/kubeedge-go/kubeedge/internal/cloud/join"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/nodes"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/objectsync"
+	"github.com/kubeedge-go/kubeedge/internal/cloud/stream"
 	"github.com/kubeedge-go/kubeedge/internal/pki"
 	"github.com/kubeedge-go/kubeedge/internal/wire"
 )
@@ -52,6 +53,9 @@ type CloudCore struct {
 	Edges    *edgecontroller.Controller
 	Nodes    *nodes.Manager
 	Tokens   *certs.TokenKeeper
+	// Stream and StreamNodes are CloudStream, nil unless enabled.
+	Stream      *stream.Server
+	StreamNodes *stream.NodeIndex
 
 	ready chan struct{}
 }
@@ -179,6 +183,9 @@ func (c *CloudCore) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	if err := c.setupStream(mat); err != nil {
+		return err
+	}
 	if hc.HTTPS.Enable {
 		if c.Join, err = join.New(join.Config{Address: hc.HTTPS.HostPort(), NodeCertValidity: certCfg.NodeCertValidity},
 			join.Deps{CA: mat.CA, ServerCert: mat.ServerCert, Clock: c.clk, Logger: c.log}); err != nil {
@@ -204,6 +211,10 @@ func (c *CloudCore) Run(ctx context.Context) error {
 	if c.Join != nil {
 		run("join", c.Join.Run)
 	}
+	if c.Stream != nil {
+		run("cloudstream-nodes", c.StreamNodes.Run)
+		run("cloudstream", c.Stream.Run)
+	}
 	g.Go(func() error {
 		select {
 		case <-c.Hub.Ready():
@@ -217,6 +228,13 @@ func (c *CloudCore) Run(ctx context.Context) error {
 					return nil
 				case <-c.clk.After(10 * time.Millisecond):
 				}
+			}
+		}
+		if c.Stream != nil {
+			select {
+			case <-c.Stream.Ready():
+			case <-gctx.Done():
+				return nil
 			}
 		}
 		ws, quic := c.Hub.Addrs()

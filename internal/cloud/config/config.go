@@ -39,6 +39,7 @@ type Modules struct {
 	CloudHub       CloudHub       `json:"cloudHub"`
 	EdgeController EdgeController `json:"edgeController"`
 	SyncController SyncController `json:"syncController"`
+	CloudStream    CloudStream    `json:"cloudStream"`
 }
 
 // CloudHub is the edge-facing server.
@@ -123,6 +124,7 @@ func Default() *CloudCore {
 				NodeLeaseDurationSeconds: 40, NodeStatusResyncSeconds: 60,
 			},
 			SyncController: SyncController{Enable: true, Workers: 4, InstallCRDs: true},
+			CloudStream:    DefaultCloudStream(),
 		},
 	}
 }
@@ -192,6 +194,7 @@ func (c *CloudCore) Validate() error {
 	e.CheckPositive("modules.edgeController.nodeLeaseDurationSeconds", int64(ec.NodeLeaseDurationSeconds))
 	e.CheckPositive("modules.edgeController.nodeStatusResyncSeconds", int64(ec.NodeStatusResyncSeconds))
 	e.CheckPositive("modules.syncController.workers", int64(c.Modules.SyncController.Workers))
+	c.Modules.CloudStream.validate(&e)
 	return e.Err()
 }
 

@@ -10,7 +10,7 @@ import (
 )
 
 // mergeStatus returns base with the parts of st the edge owns: capacity,
-// allocatable, addresses, nodeInfo and the conditions it reports. Empty
+// allocatable, addresses, nodeInfo, daemonEndpoints and the conditions it reports. Empty
 // parts of st leave base's. Fields others own (volumesAttached, conditions
 // set by other controllers) are kept. Reported conditions get heartbeat
 // now, and keep base's transition time when their status did not change.
@@ -28,6 +28,9 @@ func mergeStatus(base *corev1.Node, st corev1.NodeStatus, now time.Time) *corev1
 	}
 	if st.NodeInfo != (corev1.NodeSystemInfo{}) {
 		s.NodeInfo = st.NodeInfo
+	}
+	if st.DaemonEndpoints.KubeletEndpoint.Port != 0 { // where CloudStream finds the node's kubelet
+		s.DaemonEndpoints = st.DaemonEndpoints
 	}
 	t := metav1.NewTime(now)
 	for _, c := range st.Conditions {
@@ -50,7 +53,8 @@ func mergeStatus(base *corev1.Node, st corev1.NodeStatus, now time.Time) *corev1
 // condition timestamps.
 func statusEqual(a, b corev1.NodeStatus) bool {
 	strip := func(s corev1.NodeStatus) corev1.NodeStatus {
-		out := corev1.NodeStatus{Capacity: s.Capacity, Allocatable: s.Allocatable, Addresses: s.Addresses, NodeInfo: s.NodeInfo}
+		out := corev1.NodeStatus{Capacity: s.Capacity, Allocatable: s.Allocatable, Addresses: s.Addresses, NodeInfo: s.NodeInfo,
+			DaemonEndpoints: s.DaemonEndpoints}
 		for _, c := range s.Conditions {
 			c.LastHeartbeatTime, c.LastTransitionTime = metav1.Time{}, metav1.Time{}
 			out.Conditions = append(out.Conditions, c)

@@ -17,9 +17,12 @@ import (
 
 	"github.com/kubeedge-go/kubeedge/internal/edge/certs"
 	"github.com/kubeedge-go/kubeedge/internal/edge/config"
+	"github.com/kubeedge-go/kubeedge/internal/edge/cri"
 	"github.com/kubeedge-go/kubeedge/internal/edge/hub"
+	"github.com/kubeedge-go/kubeedge/internal/edge/kubeletserver"
 	"github.com/kubeedge-go/kubeedge/internal/edge/metamanager"
 	"github.com/kubeedge-go/kubeedge/internal/edge/nodestatus"
+	edgestream "github.com/kubeedge-go/kubeedge/internal/edge/stream"
 	"github.com/kubeedge-go/kubeedge/internal/store"
 	"github.com/kubeedge-go/kubeedge/internal/transport"
 	"github.com/kubeedge-go/kubeedge/internal/wire"
@@ -48,6 +51,11 @@ type EdgeCore struct {
 	Store store.Store
 	Meta  *metamanager.MetaManager
 	Hub   *hub.Client
+	// Stream and Kubelet are EdgeStream and the kubelet API server, nil
+	// unless modules.edgeStream is enabled.
+	Stream    *edgestream.Client
+	Kubelet   *kubeletserver.Server
+	streamCRI *cri.Client
 
 	describe     func() (*corev1.Node, error)
 	ownStore     bool
@@ -78,7 +86,7 @@ func New(cfg *config.EdgeCore, deps Deps) (*EdgeCore, error) {
 			return nodestatus.Collect(nodestatus.Config{
 				NodeName: cfg.NodeName(), NodeIP: cfg.Modules.Edged.NodeIP, Labels: cfg.Modules.Edged.NodeLabels,
 				MaxPods: cfg.Modules.Edged.MaxPods, DataDir: filepath.Dir(cfg.Database.DataSource),
-				KubeletVersion: KubeletVersion,
+				KubeletVersion: KubeletVersion, KubeletPort: kubeletPort(cfg),
 			}, deps.Clock.Now())
 		}
 	}
@@ -108,6 +116,9 @@ func New(cfg *config.EdgeCore, deps Deps) (*EdgeCore, error) {
 	}); err != nil {
 		return nil, err
 	}
+	if err := e.setupStream(); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -130,6 +141,7 @@ func (e *EdgeCore) Run(ctx context.Context) error {
 			_ = e.Store.Close()
 		}
 	}()
+	defer e.closeStream()
 	var err error
 	if e.Meta, err = metamanager.New(metamanager.Config{BatchSize: e.cfg.Modules.MetaManager.BatchSize},
 		metamanager.Deps{Store: e.Store, Sender: e.Hub, Clock: e.clk, Logger: e.log}); err != nil {
@@ -143,6 +155,7 @@ func (e *EdgeCore) Run(ctx context.Context) error {
 		g.Go(func() error { return e.Certs.Run(gctx) })
 	}
 	g.Go(func() error { return e.reportStatus(gctx) })
+	e.runStream(gctx, g)
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -220,6 +233,9 @@ func (h *edgeHandler) Connected(ctx context.Context) {
 func (h *edgeHandler) Disconnected() {}
 
 func (h *edgeHandler) HandleMessage(ctx context.Context, m wire.Message) {
+	if h.handleStream(ctx, m) {
+		return
+	}
 	switch m.Operation {
 	case wire.OpInsert, wire.OpUpdate, wire.OpDelete:
 		h.Meta.Handle(ctx, m)

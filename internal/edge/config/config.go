@@ -40,6 +40,7 @@ type Modules struct {
 	EdgeHub     EdgeHub     `json:"edgeHub"`
 	Edged       Edged       `json:"edged"`
 	MetaManager MetaManager `json:"metaManager"`
+	EdgeStream  EdgeStream  `json:"edgeStream"`
 }
 
 // EdgeHub is the connection to the cloud.
@@ -133,6 +134,7 @@ func Default(nodeName string) *EdgeCore {
 				MaxPods:                   110,
 			},
 			MetaManager: MetaManager{Enable: true, BatchSize: 256},
+			EdgeStream:  DefaultEdgeStream(),
 		},
 	}
 }
@@ -238,6 +240,7 @@ func (c *EdgeCore) Validate() error {
 		e.Addf("modules.edgeHub.maxFrameBytes", "must be at least 65536, got %d", h.MaxFrameBytes)
 	}
 	e.CheckPositive("modules.metaManager.batchSize", int64(c.Modules.MetaManager.BatchSize))
+	c.Modules.EdgeStream.validate(&e)
 	return e.Err()
 }
 
