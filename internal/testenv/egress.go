@@ -17,6 +17,12 @@ type EgressOptions struct {
 	// KubeletCA, if set, is --kubelet-certificate-authority: kubelet
 	// serving certificates are then verified against it.
 	KubeletCA string
+	// KubeletPreferredAddressTypes, if set, is
+	// --kubelet-preferred-address-types (e.g. "InternalIP,Hostname"). The
+	// apiserver's node proxy (/api/v1/nodes/N/proxy) refuses node
+	// addresses that are not global unicast and hostnames that do not
+	// resolve, so edges whose hostnames are not in DNS need InternalIP first.
+	KubeletPreferredAddressTypes string
 }
 
 // validate checks that the files exist: the apiserver reads them at start.
@@ -50,6 +56,9 @@ func (e *EgressOptions) apiServerArgs() []string {
 	}
 	if e.KubeletCA != "" {
 		args = append(args, "--kubelet-certificate-authority="+e.KubeletCA)
+	}
+	if e.KubeletPreferredAddressTypes != "" {
+		args = append(args, "--kubelet-preferred-address-types="+e.KubeletPreferredAddressTypes)
 	}
 	return args
 }

@@ -15,7 +15,7 @@ type layout struct {
 	apiPort                int
 	serviceCIDR            netip.Prefix
 	pki                    *pkiFiles
-	nodeMonitorGracePeriod time.Duration // 0: the controller-manager's default
+	nodeMonitorGracePeriod time.Duration  // 0: the controller-manager's default
 	egress                 *EgressOptions // nil: no egress selector
 }
 

@@ -63,8 +63,9 @@ func TestLayoutEgressArgs(t *testing.T) {
 	if slices.ContainsFunc(l.apiServerArgs(), func(a string) bool { return strings.HasPrefix(a, "--egress") }) {
 		t.Fatal("egress flags without Egress options")
 	}
-	l.egress = &EgressOptions{ConfigFile: "/e.yaml", KubeletClientCert: "/c.crt", KubeletClientKey: "/c.key", KubeletCA: "/ca.crt"}
-	for _, w := range []string{"--egress-selector-config-file=/e.yaml", "--kubelet-client-certificate=/c.crt",
+	l.egress = &EgressOptions{ConfigFile: "/e.yaml", KubeletClientCert: "/c.crt", KubeletClientKey: "/c.key", KubeletCA: "/ca.crt",
+		KubeletPreferredAddressTypes: "InternalIP,Hostname"}
+	for _, w := range []string{"--egress-selector-config-file=/e.yaml", "--kubelet-client-certificate=/c.crt", "--kubelet-preferred-address-types=InternalIP,Hostname",
 		"--kubelet-client-key=/c.key", "--kubelet-certificate-authority=/ca.crt", "--secure-port=6443"} {
 		if !slices.Contains(l.apiServerArgs(), w) {
 			t.Errorf("apiserver args lack %s", w)

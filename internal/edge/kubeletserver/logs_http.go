@@ -3,6 +3,7 @@ package kubeletserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -22,6 +23,12 @@ func (s *Server) serveLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	ns, pod, name := r.PathValue("ns"), r.PathValue("pod"), r.PathValue("container")
 	c, err := s.findContainer(ctx, ns, pod, "", name, opts.Previous)
+	if errors.Is(err, errNotFound) {
+		// 400 as the kubelet answers log errors: the apiserver shows a
+		// 400's text to the user but replaces a 404's with its own.
+		s.httpError(w, r, fmt.Errorf("%w: %w", errBadRequest, err))
+		return
+	}
 	if err != nil {
 		s.httpError(w, r, err)
 		return

@@ -236,10 +236,10 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 func (s *Server) httpError(w http.ResponseWriter, r *http.Request, err error) {
 	code := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, errNotFound), errors.Is(err, cri.ErrNotFound):
-		code = http.StatusNotFound
 	case errors.Is(err, errBadRequest):
 		code = http.StatusBadRequest
+	case errors.Is(err, errNotFound), errors.Is(err, cri.ErrNotFound):
+		code = http.StatusNotFound
 	case errors.Is(err, cri.ErrUnavailable):
 		code = http.StatusServiceUnavailable
 	}

@@ -292,8 +292,8 @@ func TestLogsEndpoint(t *testing.T) {
 		{"/containerLogs/default/web/main?previous=true", 200, "first run\n"},
 		{"/containerLogs/default/web/main?timestamps=true&limitBytes=40", 200, "2026-03-01T10:00:01.000000000Z second ru"},
 		{"/containerLogs/default/web/main?stream=Stdout", 200, "second run\n"},
-		{"/containerLogs/default/web/other", 404, `container "other" in pod default/web not found on node "edge-1"`},
-		{"/containerLogs/default/nope/main", 404, `pod default/nope not found on node "edge-1"`},
+		{"/containerLogs/default/web/other", 400, `container "other" in pod default/web not found on node "edge-1"`},
+		{"/containerLogs/default/nope/main", 400, `pod default/nope not found on node "edge-1"`},
 		{"/containerLogs/default/web/main?tailLines=x", 400, `tailLines "x" is not a non-negative integer`},
 	} {
 		code, body := get(t, c, tc.path)
@@ -304,7 +304,7 @@ func TestLogsEndpoint(t *testing.T) {
 	rt2 := &fakeRuntime{}
 	rt2.addPod(t, "default", "single", "uid-2", criLine(0, "stdout", "F", "only"))
 	ts2 := newTestServer(t, rt2, true)
-	if code, body := get(t, ts2.client(nil), "/containerLogs/default/single/main?previous=true"); code != 404 || !strings.Contains(body, `previous terminated container "main" in pod default/single not found`) {
+	if code, body := get(t, ts2.client(nil), "/containerLogs/default/single/main?previous=true"); code != 400 || !strings.Contains(body, `previous terminated container "main" in pod default/single not found`) {
 		t.Errorf("previous without a restart: %d %q", code, body)
 	}
 }
