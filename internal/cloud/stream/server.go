@@ -425,7 +425,12 @@ func (s *Server) abandon(id string, p *pending) bool {
 // serveProxy takes one connection to the proxy port: TLS with a stream
 // client certificate, then CONNECT host:port.
 func (s *Server) serveProxy(ctx context.Context, raw net.Conn) {
-	defer s.release(raw)
+	spliced := false
+	defer func() {
+		if !spliced {
+			s.release(raw)
+		}
+	}()
 	_ = raw.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	tc := tls.Server(raw, s.deps.ProxyTLS)
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -490,19 +495,29 @@ func (s *Server) serveProxy(ctx context.Context, raw net.Conn) {
 		}
 		s.passthrough.Add(1)
 	}
-	defer s.releaseUp(up)
 	if err := tunnel.WriteConnectOK(tc); err != nil {
+		s.releaseUp(up)
 		return
 	}
 	if len(early) > 0 {
 		if _, err := up.Write(early); err != nil {
+			s.releaseUp(up)
 			return
 		}
 	}
-	s.active.Add(1)
-	defer s.active.Add(-1)
 	s.log.Debug("stream open", "target", target, "node", route.Node, "client", cert.Subject.CommonName)
-	tunnel.Splice(tc, up, s.cfg.SpliceGrace)
+	// Splice on a fresh goroutine and let this one, whose stack the TLS
+	// handshake grew, end: an idle stream then costs little.
+	spliced = true
+	s.active.Add(1)
+	s.handlers.Add(1) // this goroutine is counted, so Run cannot be past Wait
+	go func() {
+		defer s.handlers.Done()
+		tunnel.Splice(tc, up, s.cfg.SpliceGrace)
+		s.releaseUp(up)
+		s.release(raw)
+		s.active.Add(-1)
+	}()
 }
 
 func (s *Server) releaseUp(up net.Conn) {

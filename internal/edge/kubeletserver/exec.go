@@ -181,13 +181,20 @@ func (s *Server) proxyUpgrade(w http.ResponseWriter, r *http.Request, rawURL str
 		_ = backend.Close()
 		return
 	}
-	defer s.untrackHijacked(client)
 	if err := forwardBuffered(backend, brw.Reader); err != nil {
+		s.untrackHijacked(client)
 		_ = client.Close()
 		_ = backend.Close()
 		return
 	}
-	tunnel.Splice(client, backend, time.Minute)
+	// Splice on a fresh goroutine: the handler's stack grew in the TLS
+	// handshake, and net/http does not touch a hijacked connection.
+	s.handlers.Add(1) // the handler is counted, so Run cannot be past Wait
+	go func() {
+		defer s.handlers.Done()
+		defer s.untrackHijacked(client)
+		tunnel.Splice(client, backend, time.Minute)
+	}()
 }
 
 // forwardBuffered sends what the HTTP server read past the request.

@@ -85,6 +85,8 @@ type Server struct {
 	closing  bool                  // guarded by mu
 	lastCPU  cpuSample             // guarded by mu; for usageNanoCores
 	handlers sync.WaitGroup        // request handlers and spliced streams
+
+	handshakes sync.WaitGroup // ServeConn's TLS handshakes
 }
 
 // New validates cfg and deps.
@@ -152,8 +154,36 @@ func (s *Server) routes() *http.ServeMux {
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // ServeConn hands the server a connection carrying a client's TLS session
-// (a stream tunnel). The server owns it from then on.
-func (s *Server) ServeConn(c net.Conn) error { return s.ln.deliver(c) }
+// (a stream tunnel); the server owns it from then on. The TLS handshake runs
+// on a goroutine of its own that ends afterwards, so that the goroutine
+// serving the (often idle, kept-alive) connection keeps a small stack.
+func (s *Server) ServeConn(c net.Conn) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return errors.New("kubeletserver: shutting down")
+	}
+	s.handshakes.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.handshakes.Done()
+		ctx, cancel := context.WithTimeout(s.ln.ctx, handshakeTimeout)
+		defer cancel()
+		tc := tls.Server(c, s.TLSConfig())
+		if err := tc.HandshakeContext(ctx); err != nil {
+			s.log.Debug("TLS handshake on a tunnel failed", "err", err)
+			_ = c.Close()
+			return
+		}
+		if err := s.ln.deliver(tc); err != nil {
+			_ = tc.Close()
+		}
+	}()
+	return nil
+}
+
+// handshakeTimeout bounds a client's TLS handshake on a tunnel.
+const handshakeTimeout = 30 * time.Second
 
 // TLSConfig is the server side of the client's TLS session: the node
 // certificate, HTTP/1.1 only (upgrades need it), and client certificates
@@ -188,12 +218,15 @@ func (s *Server) Run(ctx context.Context) error {
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(tls.NewListener(s.ln, s.TLSConfig())) }()
+	go func() { errc <- srv.Serve(s.ln) }() // connections arrive as *tls.Conn, handshake done
 	<-ctx.Done()
+	s.mu.Lock()
+	s.closing = true // no new handshakes, handlers or hijacks
+	s.mu.Unlock()
 	_ = srv.Close() // closes the listener and every connection not hijacked
 	err := <-errc
+	s.handshakes.Wait()
 	s.mu.Lock()
-	s.closing = true
 	for c := range s.hijacked {
 		_ = c.Close()
 	}
@@ -256,15 +289,18 @@ func badRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
 }
 
-// connListener is a net.Listener fed by deliver.
+// connListener is a net.Listener fed by deliver; ctx ends when it closes.
 type connListener struct {
-	ch   chan net.Conn
-	done chan struct{}
-	once sync.Once
+	ch     chan net.Conn
+	done   chan struct{}
+	once   sync.Once
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 func newConnListener() *connListener {
-	return &connListener{ch: make(chan net.Conn), done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &connListener{ch: make(chan net.Conn), done: make(chan struct{}), ctx: ctx, cancel: cancel}
 }
 
 func (l *connListener) Accept() (net.Conn, error) {
@@ -277,7 +313,10 @@ func (l *connListener) Accept() (net.Conn, error) {
 }
 
 func (l *connListener) Close() error {
-	l.once.Do(func() { close(l.done) })
+	l.once.Do(func() {
+		close(l.done)
+		l.cancel()
+	})
 	return nil
 }
 

@@ -68,7 +68,7 @@ func freeHubPorts(t testing.TB) hubPorts {
 // world is a cloudcore with CloudStream and edgecores with EdgeStream on one
 // containerd, against the shared control plane.
 type world struct {
-	t     *testing.T
+	t     testing.TB
 	cp    *testenv.ControlPlane
 	ctd   *testenv.Containerd
 	rt    *cri.Client
@@ -77,7 +77,7 @@ type world struct {
 	edges map[string]*edgeapp.EdgeCore
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	cp := controlPlane(t)
 	ctd := testenv.ContainerdForTest(t, testenv.ContainerdOptions{})
 	rt, err := cri.Dial(ctd.Endpoint, cri.Options{})

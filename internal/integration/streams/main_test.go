@@ -132,7 +132,7 @@ func freeTCPPorts(n int) ([]int, error) {
 }
 
 // controlPlane returns the shared control plane, or skips (fails in CI) with the reason.
-func controlPlane(t *testing.T) *testenv.ControlPlane {
+func controlPlane(t testing.TB) *testenv.ControlPlane {
 	t.Helper()
 	testenv.Require(t, shared.cp != nil, shared.reason)
 	return shared.cp
