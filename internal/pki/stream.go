@@ -2,10 +2,12 @@ package pki
 
 import (
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -85,4 +87,58 @@ func AuthorizeStreamClient(cert *x509.Certificate) error {
 		return fmt.Errorf("%w: %q (organization %q) is not in %q", ErrNotStreamClient, cn, cert.Subject.Organization, StreamClientsGroup)
 	}
 	return nil
+}
+
+// KubeletServingValidity is the default lifetime of an edge's kubelet
+// serving certificate. Edges renew it well before; a short life bounds how
+// long a changed node address stays in it.
+const KubeletServingValidity = 30 * 24 * time.Hour
+
+// SignKubeletServingCSR issues the serving certificate of nodeName's kubelet
+// API: CN=system:node:<nodeName>, O=system:nodes, extended key usage
+// serverAuth, and exactly the given SANs (the caller takes them from the
+// node's reported addresses, never from the request). The request must be
+// self-signed for that identity.
+func (ca *CA) SignKubeletServingCSR(csr *x509.CertificateRequest, nodeName string, dnsNames []string, ips []net.IP, now time.Time, validity time.Duration) ([]byte, error) {
+	if csr == nil {
+		return nil, fmt.Errorf("%w: no request", ErrCSRInvalid)
+	}
+	if err := ValidateNodeName(nodeName); err != nil {
+		return nil, err
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%w: signature does not verify: %v", ErrCSRInvalid, err)
+	}
+	if want := NodeCommonName(nodeName); csr.Subject.CommonName != want {
+		return nil, fmt.Errorf("%w: CSR common name %q is not %q", ErrCSRIdentity, csr.Subject.CommonName, want)
+	}
+	if len(dnsNames) == 0 && len(ips) == 0 {
+		return nil, fmt.Errorf("pki: kubelet serving certificate for %q: no addresses to certify", nodeName)
+	}
+	if validity <= 0 {
+		validity = KubeletServingValidity
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return nil, err
+	}
+	usage := x509.KeyUsageDigitalSignature
+	if _, isRSA := csr.PublicKey.(*rsa.PublicKey); isRSA {
+		usage |= x509.KeyUsageKeyEncipherment
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: NodeCommonName(nodeName), Organization: []string{NodesGroup}},
+		DNSNames:     slices.Clone(dnsNames),
+		IPAddresses:  slices.Clone(ips),
+		NotBefore:    now.Add(-backdate),
+		NotAfter:     now.Add(validity),
+		KeyUsage:     usage,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, csr.PublicKey, ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("pki: sign kubelet serving certificate for %q: %w", nodeName, err)
+	}
+	return der, nil
 }

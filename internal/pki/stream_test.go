@@ -3,6 +3,7 @@ package pki
 import (
 	"crypto/x509"
 	"errors"
+	"net"
 	"testing"
 )
 
@@ -57,4 +58,41 @@ func TestAuthorizeStreamClientRefuses(t *testing.T) {
 	srv, _ := x509.ParseCertificate(srvDER)
 	wantErr(t, AuthorizeStreamClient(srv), `is not in "kubeedge:stream-clients"`)
 	wantErr(t, AuthorizeStreamClient(nil), "no client certificate")
+}
+
+func TestKubeletServingCert(t *testing.T) {
+	ca := newTestCA(t)
+	csr, key := nodeCSR(t, "system:node:edge-1", "system:nodes")
+	der, err := ca.SignKubeletServingCSR(csr, "edge-1", []string{"edge-1"}, []net.IP{net.ParseIP("10.0.0.5")}, t0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"edge-1", "10.0.0.5"} {
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: ca.Pool(), CurrentTime: t0, DNSName: host}); err != nil {
+			t.Errorf("serving certificate does not verify for %s: %v", host, err)
+		}
+	}
+	if err := cert.VerifyHostname("10.0.0.6"); err == nil {
+		t.Error("verifies for an address it was not issued for")
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: ca.Pool(), CurrentTime: t0, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err == nil {
+		t.Error("a serving certificate verifies as a client certificate")
+	}
+	if !key.PublicKey.Equal(cert.PublicKey) || cert.NotAfter.Sub(t0) != KubeletServingValidity {
+		t.Errorf("key or validity wrong: %v", cert.NotAfter)
+	}
+	if name, err := NodeNameFromCert(cert); err != nil || name != "edge-1" {
+		t.Errorf("NodeNameFromCert = %q, %v", name, err)
+	}
+	other, _ := nodeCSR(t, "system:node:edge-2", "system:nodes")
+	if _, err := ca.SignKubeletServingCSR(other, "edge-1", []string{"edge-1"}, nil, t0, 0); !errors.Is(err, ErrCSRIdentity) {
+		t.Errorf("another node's request: %v", err)
+	}
+	if _, err := ca.SignKubeletServingCSR(csr, "edge-1", nil, nil, t0, 0); err == nil {
+		t.Error("signed without addresses")
+	}
 }

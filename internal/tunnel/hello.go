@@ -4,14 +4,34 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/kubeedge-go/kubeedge/internal/wire"
 )
 
-// HelloPrefix starts the first line an edge writes on a tunnel connection:
-// "KUBEEDGE-STREAM/1 <stream id>\n".
+// HelloPrefix starts the first line an edge writes on a tunnel connection
+// for a stream: "KUBEEDGE-STREAM/1 <stream id>\n".
 const HelloPrefix = "KUBEEDGE-STREAM/1 "
+
+// CertHelloPrefix starts the first line of a request for the edge's kubelet
+// serving certificate: "KUBEEDGE-CERT/1 <n>\n" and n bytes of CSR (DER).
+// The cloud answers "OK <n>\n" and n bytes of certificate (DER), or
+// "ERR <reason>\n".
+const CertHelloPrefix = "KUBEEDGE-CERT/1 "
+
+// Bounds of the certificate exchange.
+const (
+	MaxCSRBytes  = 4 << 10
+	MaxCertBytes = 8 << 10
+)
+
+// Hello is what an edge asks for on a tunnel connection: the stream with
+// StreamID, or (CSR set) a serving certificate.
+type Hello struct {
+	StreamID string
+	CSR      []byte
+}
 
 // maxLine bounds a hello or reply line, newline included.
 const maxLine = 256
@@ -37,21 +57,93 @@ func WriteHello(w io.Writer, id string) error {
 	return nil
 }
 
-// ReadHello reads a hello line and returns its stream id. It reads byte by
-// byte so that nothing after the line is consumed.
-func ReadHello(r io.Reader) (string, error) {
+// WriteCertRequest asks for a kubelet serving certificate for the CSR.
+func WriteCertRequest(w io.Writer, csrDER []byte) error {
+	if len(csrDER) == 0 || len(csrDER) > MaxCSRBytes {
+		return fmt.Errorf("tunnel: certificate request of %d bytes (1-%d)", len(csrDER), MaxCSRBytes)
+	}
+	if _, err := io.WriteString(w, CertHelloPrefix+strconv.Itoa(len(csrDER))+"\n"); err != nil {
+		return fmt.Errorf("tunnel: write certificate request: %w", err)
+	}
+	if _, err := w.Write(csrDER); err != nil {
+		return fmt.Errorf("tunnel: write certificate request: %w", err)
+	}
+	return nil
+}
+
+// ReadHello reads a hello: a stream id, or a certificate request with its
+// CSR. It reads byte by byte up to the newline, then exactly the CSR, so
+// that nothing after the hello is consumed.
+func ReadHello(r io.Reader) (Hello, error) {
 	line, err := readLine(r)
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrBadHello, err)
+		return Hello{}, fmt.Errorf("%w: %w", ErrBadHello, err)
+	}
+	if n, ok := strings.CutPrefix(line, CertHelloPrefix); ok {
+		csr, err := readSized(r, n, MaxCSRBytes)
+		if err != nil {
+			return Hello{}, fmt.Errorf("%w: certificate request: %w", ErrBadHello, err)
+		}
+		return Hello{CSR: csr}, nil
 	}
 	id, ok := strings.CutPrefix(line, HelloPrefix)
 	if !ok {
-		return "", fmt.Errorf("%w: line %q does not start with %q", ErrBadHello, printable(line), HelloPrefix)
+		return Hello{}, fmt.Errorf("%w: line %q does not start with %q or %q", ErrBadHello, printable(line), HelloPrefix, CertHelloPrefix)
 	}
 	if err := wire.ValidateStreamID(id); err != nil {
-		return "", fmt.Errorf("%w: %w", ErrBadHello, err)
+		return Hello{}, fmt.Errorf("%w: %w", ErrBadHello, err)
 	}
-	return id, nil
+	return Hello{StreamID: id}, nil
+}
+
+// WriteCertReply answers a certificate request with certDER, or refuses it.
+func WriteCertReply(w io.Writer, certDER []byte, refusal error) error {
+	if refusal != nil {
+		return WriteReply(w, refusal)
+	}
+	if len(certDER) == 0 || len(certDER) > MaxCertBytes {
+		return fmt.Errorf("tunnel: certificate of %d bytes (1-%d)", len(certDER), MaxCertBytes)
+	}
+	if _, err := io.WriteString(w, "OK "+strconv.Itoa(len(certDER))+"\n"); err != nil {
+		return fmt.Errorf("tunnel: write certificate reply: %w", err)
+	}
+	if _, err := w.Write(certDER); err != nil {
+		return fmt.Errorf("tunnel: write certificate reply: %w", err)
+	}
+	return nil
+}
+
+// ReadCertReply reads the answer to a certificate request.
+func ReadCertReply(r io.Reader) ([]byte, error) {
+	line, err := readLine(r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadReply, err)
+	}
+	if reason, ok := strings.CutPrefix(line, "ERR "); ok {
+		return nil, fmt.Errorf("%w: %s", ErrRefused, reason)
+	}
+	n, ok := strings.CutPrefix(line, "OK ")
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrBadReply, printable(line))
+	}
+	der, err := readSized(r, n, MaxCertBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: certificate: %w", ErrBadReply, err)
+	}
+	return der, nil
+}
+
+// readSized reads the decimal length n (1..limit) bytes announced.
+func readSized(r io.Reader, n string, limit int) ([]byte, error) {
+	size, err := strconv.Atoi(n)
+	if err != nil || size <= 0 || size > limit || strconv.Itoa(size) != n {
+		return nil, fmt.Errorf("length %q is not a number in 1-%d", printable(n), limit)
+	}
+	b := make([]byte, size)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // WriteReply answers a hello: "OK\n" when refusal is nil, else

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,8 +25,8 @@ func TestHelloRoundTrip(t *testing.T) {
 	}
 	buf.WriteString("after")
 	got, err := ReadHello(&buf)
-	if err != nil || got != id {
-		t.Fatalf("ReadHello = %q, %v; want %q", got, err, id)
+	if err != nil || got.StreamID != id || got.CSR != nil {
+		t.Fatalf("ReadHello = %+v, %v; want %q", got, err, id)
 	}
 	if buf.String() != "after" {
 		t.Fatalf("ReadHello consumed past the line: %q left", buf.String())
@@ -40,7 +41,10 @@ func TestReadHelloRejects(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
 		{"empty", "", "EOF"},
 		{"no newline", HelloPrefix + id, "unexpected EOF"},
-		{"http", "GET / HTTP/1.1\r\n", `does not start with "KUBEEDGE-STREAM/1 "`},
+		{"http", "GET / HTTP/1.1\r\n", `does not start with "KUBEEDGE-STREAM/1 " or "KUBEEDGE-CERT/1 "`},
+		{"cert too big", CertHelloPrefix + "5000\n", `length "5000" is not a number in 1-4096`},
+		{"cert bad length", CertHelloPrefix + "007\n", `length "007"`},
+		{"cert short", CertHelloPrefix + "10\nabc", "unexpected EOF"},
 		{"bad id", HelloPrefix + "../../etc\n", "characters, want 32"},
 		{"long", strings.Repeat("x", 1000), "no newline within 256 bytes"},
 		{"binary", "\x16\x03\x01\x02\x00\n", `line "?????"`},
@@ -51,6 +55,37 @@ func TestReadHelloRejects(t *testing.T) {
 				t.Fatalf("ReadHello(%q) = %v, want ErrBadHello containing %q", tc.in, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestCertExchange(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteCertRequest(&buf, []byte("csr-der")); err != nil {
+		t.Fatal(err)
+	}
+	buf.WriteString("after")
+	h, err := ReadHello(&buf)
+	if err != nil || string(h.CSR) != "csr-der" || h.StreamID != "" || buf.String() != "after" {
+		t.Fatalf("ReadHello = %+v, %v, left %q", h, err, buf.String())
+	}
+	buf.Reset()
+	if err := WriteCertReply(&buf, []byte("cert-der"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if der, err := ReadCertReply(&buf); err != nil || string(der) != "cert-der" {
+		t.Fatalf("ReadCertReply = %q, %v", der, err)
+	}
+	if err := WriteCertReply(&buf, nil, errors.New("node has no addresses")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadCertReply(&buf); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "node has no addresses") {
+		t.Fatalf("refused: %v", err)
+	}
+	if _, err := ReadCertReply(strings.NewReader("OK 99999\n")); !errors.Is(err, ErrBadReply) {
+		t.Fatalf("huge certificate: %v", err)
+	}
+	if err := WriteCertRequest(&buf, make([]byte, MaxCSRBytes+1)); err == nil {
+		t.Fatal("oversize CSR written")
 	}
 }
 
@@ -230,18 +265,28 @@ func FuzzReadHello(f *testing.F) {
 	f.Add([]byte("OK\n"))
 	f.Add([]byte("ERR no\n"))
 	f.Add([]byte{0x16, 0x03, 0x01, '\n'})
+	f.Add([]byte(CertHelloPrefix + "3\nabcrest"))
+	f.Add([]byte("OK 2\nxy"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bytes.NewReader(data)
-		id, err := ReadHello(r)
+		h, err := ReadHello(r)
 		if err == nil {
-			if wire.ValidateStreamID(id) != nil {
-				t.Fatalf("accepted bad id %q", id)
-			}
-			if consumed := len(data) - r.Len(); consumed != len(HelloPrefix)+len(id)+1 {
-				t.Fatalf("consumed %d bytes for a %d-byte line", consumed, len(HelloPrefix)+len(id)+1)
+			consumed := len(data) - r.Len()
+			switch {
+			case h.CSR != nil:
+				if len(h.CSR) == 0 || len(h.CSR) > MaxCSRBytes || consumed != len(CertHelloPrefix)+len(strconv.Itoa(len(h.CSR)))+1+len(h.CSR) {
+					t.Fatalf("certificate request of %d bytes, consumed %d", len(h.CSR), consumed)
+				}
+			case wire.ValidateStreamID(h.StreamID) != nil:
+				t.Fatalf("accepted bad id %q", h.StreamID)
+			case consumed != len(HelloPrefix)+len(h.StreamID)+1:
+				t.Fatalf("consumed %d bytes for a %d-byte line", consumed, len(HelloPrefix)+len(h.StreamID)+1)
 			}
 		}
 		_ = ReadReply(bytes.NewReader(data))
+		if der, err := ReadCertReply(bytes.NewReader(data)); err == nil && (len(der) == 0 || len(der) > MaxCertBytes) {
+			t.Fatalf("certificate of %d bytes accepted", len(der))
+		}
 	})
 }
 

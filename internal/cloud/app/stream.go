@@ -2,6 +2,8 @@ package app
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"net"
 	"time"
 
 	"github.com/kubeedge-go/kubeedge/internal/cloud/certs"
@@ -37,6 +39,11 @@ func (c *CloudCore) setupStream(mat *certs.Material) error {
 				return stream.ErrNodeNotConnected
 			}
 			return s.Send(m)
+		},
+		// Edges get kubelet serving certificates for their reported
+		// addresses, so that --kubelet-certificate-authority works.
+		SignServing: func(csr *x509.CertificateRequest, node string, dns []string, ips []net.IP) ([]byte, error) {
+			return mat.CA.SignKubeletServingCSR(csr, node, dns, ips, c.clk.Now(), 0)
 		},
 		Clock:  c.clk,
 		Logger: c.log,

@@ -54,6 +54,8 @@ type harnessOpts struct {
 	clock clock.Clock
 	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
 	send  func(node string, m wire.Message) error // replaces the test edges
+	// sign issues kubelet serving certificates with the test CA.
+	sign bool
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -71,10 +73,16 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	if o.send != nil {
 		send = o.send
 	}
-	srv, err := New(cfg, Deps{
+	deps := Deps{
 		TunnelTLS: tlsCfg(), ProxyTLS: tlsCfg(), Router: h.index, Send: send,
 		Dial: o.dial, Clock: o.clock, Logger: testLogger(t),
-	})
+	}
+	if o.sign {
+		deps.SignServing = func(csr *x509.CertificateRequest, node string, dns []string, ips []net.IP) ([]byte, error) {
+			return ca.SignKubeletServingCSR(csr, node, dns, ips, time.Now(), time.Hour)
+		}
+	}
+	srv, err := New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,13 +170,19 @@ func (h *harness) addNode(name, ip string, edge bool) {
 // connectEdge starts an EdgeStream for node presenting cert (its own node
 // certificate unless given).
 func (h *harness) connectEdge(node string, cert *tls.Certificate) *edgestream.Client {
+	return h.connectEdgeNamed(node, "", cert)
+}
+
+// connectEdgeNamed is connectEdge with EdgeStream's NodeName (which makes it
+// ask for a serving certificate).
+func (h *harness) connectEdgeNamed(node, nodeName string, cert *tls.Certificate) *edgestream.Client {
 	h.t.Helper()
 	if cert == nil {
 		c := pkitest.NodeCert(h.t, h.ca, node)
 		cert = &c
 	}
 	tunnelAddr, _ := h.srv.Addrs()
-	ec, err := edgestream.New(edgestream.Config{Server: tunnelAddr.String(), HandshakeTimeout: 20 * time.Second}, edgestream.Deps{
+	ec, err := edgestream.New(edgestream.Config{Server: tunnelAddr.String(), HandshakeTimeout: 20 * time.Second, NodeName: nodeName}, edgestream.Deps{
 		TLS: func() *tls.Config {
 			return &tls.Config{RootCAs: h.ca.Pool(), ServerName: "127.0.0.1", Certificates: []tls.Certificate{*cert}}
 		},

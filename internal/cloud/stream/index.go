@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -45,6 +47,12 @@ type Route struct {
 // Router maps CONNECT targets to routes.
 type Router interface {
 	Lookup(t tunnel.Target) (Route, error)
+}
+
+// Addresser gives the addresses a node's kubelet serving certificate may
+// name: those it reports that route to it alone.
+type Addresser interface {
+	NodeAddresses(node string) (dnsNames []string, ips []net.IP, err error)
 }
 
 // addrIndex maps (address, kubelet port) to nodes. It has no I/O: the
@@ -160,6 +168,32 @@ func (x *addrIndex) Lookup(t tunnel.Target) (Route, error) {
 	return Route{}, nil
 }
 
+// NodeAddresses implements Addresser.
+func (x *addrIndex) NodeAddresses(node string) ([]string, []net.IP, error) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	na, ok := x.nodes[node]
+	if !ok || len(na.keys) == 0 {
+		return nil, nil, fmt.Errorf("node %q reports no addresses (yet)", node)
+	}
+	var dns []string
+	var ips []net.IP
+	for _, k := range na.keys {
+		if names := x.byKey[k]; len(names) != 1 {
+			continue // shared with another node: routes to neither, certifies neither
+		}
+		if a, err := netip.ParseAddr(k.Host); err == nil {
+			ips = append(ips, net.IP(a.AsSlice()))
+		} else {
+			dns = append(dns, k.Host)
+		}
+	}
+	if len(dns) == 0 && len(ips) == 0 {
+		return nil, nil, fmt.Errorf("node %q shares every address it reports with other nodes", node)
+	}
+	return dns, ips, nil
+}
+
 func quoteAll(names []string) string {
 	q := make([]string, len(names))
 	for i, n := range names {
@@ -175,7 +209,10 @@ type NodeIndex struct {
 	informer cache.SharedIndexInformer
 }
 
-var _ Router = (*NodeIndex)(nil)
+var (
+	_ Router    = (*NodeIndex)(nil)
+	_ Addresser = (*NodeIndex)(nil)
+)
 
 // NewNodeIndex builds an index of every Node's addresses; Run feeds it.
 func NewNodeIndex(client kubernetes.Interface) (*NodeIndex, error) {
@@ -236,4 +273,12 @@ func (x *NodeIndex) Lookup(t tunnel.Target) (Route, error) {
 		return Route{}, ErrNotSynced
 	}
 	return x.addrIndex.Lookup(t)
+}
+
+// NodeAddresses implements Addresser; it fails until the index has synced.
+func (x *NodeIndex) NodeAddresses(node string) ([]string, []net.IP, error) {
+	if !x.informer.HasSynced() {
+		return nil, nil, ErrNotSynced
+	}
+	return x.addrIndex.NodeAddresses(node)
 }

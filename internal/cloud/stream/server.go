@@ -96,6 +96,10 @@ type Deps struct {
 	// AuthorizeProxyClient accepts or refuses a verified proxy client
 	// certificate; default pki.AuthorizeStreamClient.
 	AuthorizeProxyClient func(*x509.Certificate) error
+	// SignServing issues an edge's kubelet serving certificate for csr with
+	// the given SANs (pki.CA.SignKubeletServingCSR); nil refuses such
+	// requests. The SANs come from the Router when it is an Addresser.
+	SignServing func(csr *x509.CertificateRequest, node string, dnsNames []string, ips []net.IP) ([]byte, error)
 	// Dial opens passthrough connections; default a net.Dialer.
 	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	Clock  clock.Clock
@@ -110,6 +114,7 @@ type Stats struct {
 	ProxyRefused  int64 // CONNECT requests refused
 	TunnelRefused int64 // tunnel connections refused
 	Pending       int   // streams waiting for their tunnel now
+	ServingCerts  int64 // kubelet serving certificates issued
 }
 
 // Server is CloudStream.
@@ -128,7 +133,7 @@ type Server struct {
 	ready    chan struct{}
 	handlers sync.WaitGroup // connection goroutines
 
-	streams, active, passthrough, proxyRefused, tunnelRefused atomic.Int64
+	streams, active, passthrough, proxyRefused, tunnelRefused, servingCerts atomic.Int64
 }
 
 // pending is a stream waiting for its tunnel connection.
@@ -191,7 +196,8 @@ func (s *Server) Stats() Stats {
 	n := len(s.pending)
 	s.mu.Unlock()
 	return Stats{Streams: s.streams.Load(), Active: s.active.Load(), Passthrough: s.passthrough.Load(),
-		ProxyRefused: s.proxyRefused.Load(), TunnelRefused: s.tunnelRefused.Load(), Pending: n}
+		ProxyRefused: s.proxyRefused.Load(), TunnelRefused: s.tunnelRefused.Load(), Pending: n,
+		ServingCerts: s.servingCerts.Load()}
 }
 
 // Run listens until ctx is done, then closes every connection it holds and
@@ -306,11 +312,24 @@ func (s *Server) serveTunnel(ctx context.Context, raw net.Conn) {
 		refuse(fmt.Errorf("client certificate: %w", err))
 		return
 	}
-	id, err := tunnel.ReadHello(tc)
+	h, err := tunnel.ReadHello(tc)
 	if err != nil {
 		refuse(err, "node", node)
 		return
 	}
+	if h.CSR != nil {
+		der, err := s.signServing(node, h.CSR)
+		if err != nil {
+			refuse(err, "node", node)
+			return
+		}
+		if err := tunnel.WriteCertReply(tc, der, nil); err == nil {
+			s.servingCerts.Add(1)
+			s.log.Info("kubelet serving certificate issued", "node", node)
+		}
+		return
+	}
+	id := h.StreamID
 	p, err := s.claim(id, node)
 	if err != nil {
 		refuse(err, "node", node, "stream", id)
@@ -323,6 +342,27 @@ func (s *Server) serveTunnel(ctx context.Context, raw net.Conn) {
 	_ = raw.SetDeadline(time.Time{})
 	handed = true // the proxy side owns raw from here; it is still tracked
 	p.ch <- claimed{conn: &trackedConn{Conn: tc, raw: raw}}
+}
+
+// signServing issues node's kubelet serving certificate for the request,
+// naming the addresses the node reports that route to it alone.
+func (s *Server) signServing(node string, csrDER []byte) ([]byte, error) {
+	if s.deps.SignServing == nil {
+		return nil, errors.New("this cloudcore does not issue kubelet serving certificates")
+	}
+	ad, ok := s.deps.Router.(Addresser)
+	if !ok {
+		return nil, errors.New("this cloudcore does not know node addresses")
+	}
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil, fmt.Errorf("certificate request: %w", err)
+	}
+	dns, ips, err := ad.NodeAddresses(node)
+	if err != nil {
+		return nil, err
+	}
+	return s.deps.SignServing(csr, node, dns, ips)
 }
 
 // trackedConn is a TLS connection whose raw connection is in Server.conns.

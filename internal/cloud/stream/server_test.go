@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -373,5 +374,52 @@ func TestTooManyPending(t *testing.T) {
 	cancel()
 	if err := <-first; err != context.Canceled {
 		t.Fatalf("cancelled Open: %v", err)
+	}
+}
+
+// Edges get kubelet serving certificates for the addresses they alone
+// report; other requests are refused clearly.
+func TestServingCertificates(t *testing.T) {
+	h := newHarness(t, harnessOpts{sign: true})
+	h.addNode("edge-a", "127.0.0.2", true)
+	h.addNode("edge-twin", "127.0.0.9", true)
+	h.addNode("edge-b", "127.0.0.9", true) // shares its IP with edge-twin
+	a := h.connectEdgeNamed("edge-a", "edge-a", nil)
+	b := h.connectEdgeNamed("edge-b", "edge-b", nil)
+	waitFor(t, "serving certificates", func() bool { return a.ServingCert() != nil && b.ServingCert() != nil })
+	la, lb := a.ServingCert().Leaf, b.ServingCert().Leaf
+	if fmt.Sprint(la.DNSNames, la.IPAddresses) != "[edge-a] [127.0.0.2]" {
+		t.Fatalf("edge-a certified for %v %v", la.DNSNames, la.IPAddresses)
+	}
+	if fmt.Sprint(lb.DNSNames, lb.IPAddresses) != "[edge-b] []" {
+		t.Fatalf("edge-b certified for %v %v: a shared address must not be certified", lb.DNSNames, lb.IPAddresses)
+	}
+	if _, err := la.Verify(x509.VerifyOptions{Roots: h.ca.Pool(), DNSName: "127.0.0.2"}); err != nil {
+		t.Fatal(err)
+	}
+	if st := h.srv.Stats(); st.ServingCerts != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	// A node the index does not know yet keeps trying and is refused meanwhile.
+	c := h.connectEdgeNamed("edge-new", "edge-new", nil)
+	waitFor(t, "a refusal", func() bool { return h.srv.Stats().TunnelRefused >= 1 })
+	if c.ServingCert() != nil {
+		t.Fatal("a serving certificate for a node without addresses")
+	}
+	// Without a signer the cloud says so.
+	h2 := newHarness(t, harnessOpts{})
+	h2.addNode("edge-a", "127.0.0.2", true)
+	cert := pkitest.NodeCert(t, h2.ca, "edge-a")
+	tunnelAddr, _ := h2.srv.Addrs()
+	tc, err := tls.Dial("tcp", tunnelAddr.String(), &tls.Config{RootCAs: h2.ca.Pool(), ServerName: "127.0.0.1", Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if err := tunnel.WriteCertRequest(tc, []byte("not a csr")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tunnel.ReadCertReply(tc); err == nil || !strings.Contains(err.Error(), "does not issue kubelet serving certificates") {
+		t.Fatalf("without a signer: %v", err)
 	}
 }

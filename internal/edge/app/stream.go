@@ -40,11 +40,20 @@ func (e *EdgeCore) setupStream() error {
 	}
 	ks, err := kubeletserver.New(kubeletserver.Config{NodeName: e.cfg.NodeName(), AllowAnonymous: !sc.RequireClientCertificate},
 		kubeletserver.Deps{
-			Runtime:     rt,
-			Certificate: e.Certs.Current,
-			ClientCAs:   func() *x509.CertPool { return e.Certs.ClientTLSConfig("").RootCAs },
-			Clock:       e.clk,
-			Logger:      e.log,
+			Runtime: rt,
+			// The serving certificate from the cloud once there is one,
+			// else the node certificate (unverifiable as a server's).
+			Certificate: func() *tls.Certificate {
+				if e.Stream != nil {
+					if c := e.Stream.ServingCert(); c != nil {
+						return c
+					}
+				}
+				return e.Certs.Current()
+			},
+			ClientCAs: func() *x509.CertPool { return e.Certs.ClientTLSConfig("").RootCAs },
+			Clock:     e.clk,
+			Logger:    e.log,
 		})
 	if err != nil {
 		_ = rt.Close()
@@ -54,9 +63,11 @@ func (e *EdgeCore) setupStream() error {
 	es, err := edgestream.New(edgestream.Config{
 		Server: sc.Server, MaxConcurrent: sc.MaxConcurrentTunnels,
 		HandshakeTimeout: time.Duration(sc.HandshakeTimeout) * time.Second,
+		NodeName:         e.cfg.NodeName(),
 	}, edgestream.Deps{
 		TLS:    func() *tls.Config { return e.Certs.ClientTLSConfig(host) },
 		Serve:  ks.ServeConn,
+		Clock:  e.clk,
 		Logger: e.log,
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/utils/clock"
+
+	"github.com/kubeedge-go/kubeedge/internal/pki"
 	"github.com/kubeedge-go/kubeedge/internal/tunnel"
 	"github.com/kubeedge-go/kubeedge/internal/wire"
 )
@@ -29,6 +33,9 @@ type Config struct {
 	MaxConcurrent int
 	// HandshakeTimeout bounds dial, TLS handshake, hello and reply.
 	HandshakeTimeout time.Duration
+	// NodeName names the node in its serving certificate request; with it,
+	// Run keeps a kubelet serving certificate from the cloud (ServingCert).
+	NodeName string
 }
 
 // Deps are EdgeStream's collaborators.
@@ -41,6 +48,7 @@ type Deps struct {
 	Serve func(net.Conn) error
 	// Dial opens the TCP connection; default a net.Dialer.
 	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	Clock  clock.Clock
 	Logger *slog.Logger
 }
 
@@ -57,6 +65,7 @@ type Client struct {
 	reqs chan wire.StreamRequest
 
 	opened, failed, refused atomic.Int64
+	serving                 atomic.Pointer[tls.Certificate]
 }
 
 // New validates cfg and deps.
@@ -75,6 +84,9 @@ func New(cfg Config, deps Deps) (*Client, error) {
 	}
 	if deps.Dial == nil {
 		deps.Dial = (&net.Dialer{}).DialContext
+	}
+	if deps.Clock == nil {
+		deps.Clock = clock.RealClock{}
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
@@ -111,6 +123,13 @@ func (c *Client) Run(ctx context.Context) error {
 	sem := make(chan struct{}, c.cfg.MaxConcurrent)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	if c.cfg.NodeName != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.keepServingCert(ctx)
+		}()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -138,13 +157,29 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
+// dialTunnel opens a TLS connection to the tunnel port, with deadline set.
+func (c *Client) dialTunnel(ctx context.Context) (net.Conn, *tls.Conn, error) {
+	raw, err := c.deps.Dial(ctx, "tcp", c.cfg.Server)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial: %w", err)
+	}
+	deadline, _ := ctx.Deadline()
+	_ = raw.SetDeadline(deadline)
+	tc := tls.Client(raw, c.deps.TLS())
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = raw.Close()
+		return nil, nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	return raw, tc, nil
+}
+
 // open dials the tunnel for stream id and hands it to Serve.
 func (c *Client) open(ctx context.Context, id string) error {
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.HandshakeTimeout)
 	defer cancel()
-	raw, err := c.deps.Dial(dctx, "tcp", c.cfg.Server)
+	raw, tc, err := c.dialTunnel(dctx)
 	if err != nil {
-		return fmt.Errorf("dial: %w", err)
+		return err
 	}
 	ok := false
 	defer func() {
@@ -152,12 +187,6 @@ func (c *Client) open(ctx context.Context, id string) error {
 			_ = raw.Close()
 		}
 	}()
-	deadline, _ := dctx.Deadline()
-	_ = raw.SetDeadline(deadline)
-	tc := tls.Client(raw, c.deps.TLS())
-	if err := tc.HandshakeContext(dctx); err != nil {
-		return fmt.Errorf("TLS handshake: %w", err)
-	}
 	if err := tunnel.WriteHello(tc, id); err != nil {
 		return err
 	}
@@ -172,4 +201,77 @@ func (c *Client) open(ctx context.Context, id string) error {
 	}
 	c.log.Debug("stream tunnel open", "stream", id)
 	return nil
+}
+
+// ServingCert is the kubelet serving certificate obtained from the cloud
+// (serverAuth, the node's addresses as SANs), or nil before the first one.
+func (c *Client) ServingCert() *tls.Certificate { return c.serving.Load() }
+
+// keepServingCert obtains a serving certificate and renews it after two
+// thirds of its life, retrying with back-off (the node may not have
+// reported its addresses yet, or the cloud may be unreachable).
+func (c *Client) keepServingCert(ctx context.Context) {
+	delay := time.Second
+	failures := 0
+	for {
+		wait := delay
+		cert, err := c.requestServingCert(ctx)
+		switch {
+		case err == nil:
+			c.serving.Store(cert)
+			delay, failures = time.Second, 0
+			wait = max(cert.Leaf.NotAfter.Sub(c.deps.Clock.Now())*2/3, time.Minute)
+			c.log.Info("kubelet serving certificate obtained", "dns", cert.Leaf.DNSNames, "ips", cert.Leaf.IPAddresses, "notAfter", cert.Leaf.NotAfter)
+		case ctx.Err() != nil:
+			return
+		default:
+			failures++
+			lvl := slog.LevelDebug
+			if failures == 5 {
+				lvl = slog.LevelWarn
+			}
+			c.log.Log(ctx, lvl, "no kubelet serving certificate yet; serving the node certificate", "err", err, "retry", delay)
+			delay = min(2*delay, 2*time.Minute)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.deps.Clock.After(wait):
+		}
+	}
+}
+
+// requestServingCert asks the cloud, over a tunnel connection, to sign a
+// fresh key.
+func (c *Client) requestServingCert(ctx context.Context) (*tls.Certificate, error) {
+	key, _, err := pki.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	csr, err := pki.NewNodeCSR(key, c.cfg.NodeName)
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, c.cfg.HandshakeTimeout)
+	defer cancel()
+	raw, tc, err := c.dialTunnel(dctx)
+	if err != nil {
+		return nil, err
+	}
+	defer raw.Close()
+	if err := tunnel.WriteCertRequest(tc, csr); err != nil {
+		return nil, err
+	}
+	der, err := tunnel.ReadCertReply(tc)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("serving certificate: %w", err)
+	}
+	if !key.PublicKey.Equal(leaf.PublicKey) {
+		return nil, errors.New("serving certificate is not for the requested key")
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }

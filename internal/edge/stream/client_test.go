@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeedge-go/kubeedge/internal/pki"
 	"github.com/kubeedge-go/kubeedge/internal/pki/pkitest"
 	"github.com/kubeedge-go/kubeedge/internal/tunnel"
 	"github.com/kubeedge-go/kubeedge/internal/wire"
@@ -21,6 +23,7 @@ import (
 // then writes "welcome" on accepted tunnels.
 type fakeCloud struct {
 	ln    net.Listener
+	ca    *pki.CA
 	ok    sync.Map // id -> true
 	hello chan string
 	wg    sync.WaitGroup
@@ -35,7 +38,7 @@ func newFakeCloud(t *testing.T) (*fakeCloud, *tls.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc := &fakeCloud{ln: ln, hello: make(chan string, 16)}
+	fc := &fakeCloud{ln: ln, ca: ca, hello: make(chan string, 16)}
 	fc.wg.Add(1)
 	go func() {
 		defer fc.wg.Done()
@@ -48,10 +51,20 @@ func newFakeCloud(t *testing.T) (*fakeCloud, *tls.Config) {
 			go func() {
 				defer fc.wg.Done()
 				defer c.Close()
-				id, err := tunnel.ReadHello(c)
+				h, err := tunnel.ReadHello(c)
 				if err != nil {
 					return
 				}
+				if h.CSR != nil {
+					csr, err := x509.ParseCertificateRequest(h.CSR)
+					if err != nil {
+						return
+					}
+					der, err := fc.ca.SignKubeletServingCSR(csr, "edge-a", []string{"edge-a"}, []net.IP{net.IPv4(10, 0, 0, 7)}, time.Now(), time.Hour)
+					_ = tunnel.WriteCertReply(c, der, err)
+					return
+				}
+				id := h.StreamID
 				fc.hello <- id
 				if _, ok := fc.ok.Load(id); !ok {
 					_ = tunnel.WriteReply(c, errors.New("unknown or expired stream id"))
@@ -133,6 +146,39 @@ func TestOpensTunnelAndHandsItOver(t *testing.T) {
 	case s := <-served:
 		t.Fatalf("a refused stream was served: %q", s)
 	default:
+	}
+}
+
+func TestServingCertificate(t *testing.T) {
+	fc, tc := newFakeCloud(t)
+	c, err := New(Config{Server: fc.ln.Addr().String(), NodeName: "edge-a"}, Deps{
+		TLS: func() *tls.Config { return tc }, Serve: func(net.Conn) error { return nil }, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ServingCert() != nil {
+		t.Fatal("a serving certificate before Run")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for c.ServingCert() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no serving certificate")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	leaf := c.ServingCert().Leaf
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: fc.ca.Pool(), DNSName: "10.0.0.7"}); err != nil {
+		t.Fatalf("serving certificate: %v", err)
+	}
+	if leaf.Subject.CommonName != "system:node:edge-a" {
+		t.Fatalf("CN %q", leaf.Subject.CommonName)
 	}
 }
 

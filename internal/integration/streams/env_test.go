@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -190,6 +191,12 @@ func (w *world) startEdge(node, ip string) *edgeapp.EdgeCore {
 	})
 	waitFor(t, 60*time.Second, "cloudstream to index "+node, func() (bool, error) {
 		return w.cloud.StreamNodes.HasSynced(), nil
+	})
+	// The apiserver verifies kubelet serving certificates
+	// (--kubelet-certificate-authority): wait for the edge's.
+	waitFor(t, 60*time.Second, node+"'s kubelet serving certificate", func() (bool, error) {
+		c := ec.Stream.ServingCert()
+		return c != nil && slices.ContainsFunc(c.Leaf.IPAddresses, func(a net.IP) bool { return a.String() == ip }), nil
 	})
 	return ec
 }

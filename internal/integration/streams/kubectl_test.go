@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -49,6 +50,13 @@ func TestKubectlThroughCloudStream(t *testing.T) {
 		podContainer{name: "att", command: sh("while read l; do echo got:$l; done"), stdin: true},
 	)
 	w.runPod(ns, "web-b", "stream-b", podContainer{name: "main", command: sh("echo i am b; sleep 3600")})
+
+	// Everything below runs with the apiserver verifying kubelet serving
+	// certificates against the KubeEdge CA.
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", w.cp.PIDs()["kube-apiserver"]))
+	if err != nil || !strings.Contains(string(cmdline), "--kubelet-certificate-authority="+shared.files.CAFile) {
+		t.Fatalf("kube-apiserver runs without --kubelet-certificate-authority: %q, %v", cmdline, err)
+	}
 
 	t.Run("logs", func(t *testing.T) {
 		waitFor(t, 60*time.Second, "web-a to log two ticks", func() (bool, error) {
@@ -198,10 +206,11 @@ func TestKubectlThroughCloudStream(t *testing.T) {
 			t.Fatal(err)
 		}
 		proxy, _ := url.Parse(fmt.Sprintf("https://127.0.0.1:%d", shared.proxyPort))
+		// As metrics-server --kubelet-certificate-authority=<KubeEdge CA>: Go
+		// verifies CloudStream's certificate on the proxy leg and the edge's
+		// kubelet serving certificate (issued by CloudStream) on the inner one.
 		tr := &http.Transport{Proxy: http.ProxyURL(proxy), ForceAttemptHTTP2: false,
-			// As metrics-server --kubelet-insecure-tls: edge nodes serve their
-			// node certificate (see docs/streams.md).
-			TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}}} //nolint:gosec // see comment
+			TLSClientConfig: &tls.Config{RootCAs: shared.ca.Pool(), Certificates: []tls.Certificate{cert}}}
 		defer tr.CloseIdleConnections()
 		res, err := (&http.Client{Transport: tr, Timeout: time.Minute}).Get("https://stream-a:10350/metrics/resource")
 		if err != nil {

@@ -94,6 +94,9 @@ func setupShared(dir string) error {
 		ControllerManager: true,
 		Egress: &testenv.EgressOptions{ConfigFile: shared.files.EgressConfigFile,
 			KubeletClientCert: shared.files.CertFile, KubeletClientKey: shared.files.KeyFile,
+			// Edge kubelet serving certificates are verified: CloudStream
+			// issues them for the nodes' reported addresses.
+			KubeletCA: shared.files.CAFile,
 			// Edge hostnames are not in DNS; the node proxy needs an address.
 			KubeletPreferredAddressTypes: "InternalIP,Hostname"},
 		Logger: slog.New(slog.DiscardHandler),
