@@ -167,6 +167,9 @@ func (c *CloudCore) Run(ctx context.Context) error {
 	}, nodes.Deps{Client: c.Client, Clock: c.clk, Logger: c.log}); err != nil {
 		return err
 	}
+	if err := c.setupStream(mat); err != nil {
+		return err
+	}
 	hubCfg := hub.Config{KeepaliveTimeout: hc.KeepaliveTimeout(), MaxFrameBytes: hc.MaxFrameBytes}
 	if hc.WebSocket.Enable {
 		hubCfg.WebSocketAddr = hc.WebSocket.HostPort()
@@ -176,14 +179,11 @@ func (c *CloudCore) Run(ctx context.Context) error {
 	}
 	if c.Hub, err = hub.New(hubCfg, hub.Deps{
 		TLS:          mat.ServerTLSConfig(tls.RequireAndVerifyClientCert),
-		Handler:      &edgeHandler{delivery: dlv, nodes: c.Nodes, clock: c.clk, log: c.log},
+		Handler:      &edgeHandler{delivery: dlv, nodes: c.Nodes, stream: c.Stream, clock: c.clk, log: c.log},
 		Clock:        c.clk,
 		Logger:       c.log,
 		NodeFromCert: pki.NodeNameFromCert,
 	}); err != nil {
-		return err
-	}
-	if err := c.setupStream(mat); err != nil {
 		return err
 	}
 	if hc.HTTPS.Enable {

@@ -12,6 +12,7 @@ import (
 	"github.com/kubeedge-go/kubeedge/internal/cloud/delivery"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/hub"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/nodes"
+	"github.com/kubeedge-go/kubeedge/internal/cloud/stream"
 	"github.com/kubeedge-go/kubeedge/internal/wire"
 )
 
@@ -19,6 +20,7 @@ import (
 type edgeHandler struct {
 	delivery *delivery.Delivery
 	nodes    *nodes.Manager
+	stream   *stream.Server // nil unless CloudStream is enabled
 	clock    clock.PassiveClock
 	log      *slog.Logger
 }
@@ -40,6 +42,9 @@ func (h *edgeHandler) Keepalive(s *hub.Session) { h.nodes.Heartbeat(s.Node) }
 func (h *edgeHandler) Acked(s *hub.Session, parentID string) { h.delivery.Ack(s.Node, parentID) }
 
 func (h *edgeHandler) HandleMessage(ctx context.Context, s *hub.Session, m wire.Message) {
+	if txt, _ := m.ContentString(); m.Operation == wire.OpError && h.stream != nil && h.stream.EdgeRefused(s.Node, m.Header.ParentID, txt) {
+		return // an edge refusing a stream request: the stream fails at once
+	}
 	if err := h.handle(ctx, s, m); err != nil {
 		h.log.Warn("message from edge refused", "node", s.Node, "op", m.Operation, "resource", m.Resource, "err", err)
 		_ = s.Send(wire.NewError(h.clock.Now(), wire.SourceCloudHub, m.Header.ID, err.Error()))

@@ -31,6 +31,8 @@ var (
 	ErrTooManyPending = errors.New("stream: too many pending streams")
 	// ErrTunnelFailed: the tunnel connection broke before it was handed over.
 	ErrTunnelFailed = errors.New("stream: tunnel failed")
+	// ErrEdgeRefused: the edge answered the stream request with an error.
+	ErrEdgeRefused = errors.New("stream: refused by the edge")
 )
 
 // Errors of a tunnel claim; the edge gets their text in the reply.
@@ -138,8 +140,9 @@ type Server struct {
 
 // pending is a stream waiting for its tunnel connection.
 type pending struct {
-	node string
-	ch   chan claimed // buffered 1; written once by whoever removed it from the map
+	node  string
+	msgID string        // of the stream request, which an edge's error reply names
+	ch    chan claimed // buffered 1; written once by whoever removed it from the map
 }
 
 type claimed struct {
@@ -404,7 +407,7 @@ func (s *Server) Open(ctx context.Context, node string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pending{node: node, ch: make(chan claimed, 1)}
+	p := &pending{node: node, msgID: msg.Header.ID, ch: make(chan claimed, 1)}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -448,6 +451,23 @@ func (c claimed) result(node string) (net.Conn, error) {
 		return nil, fmt.Errorf("edge node %q: %w", node, c.err)
 	}
 	return c.conn, nil
+}
+
+// EdgeRefused fails at once the pending stream whose request (message
+// parentID) node answered with an error, instead of letting it time out. It
+// reports whether parentID was such a request.
+func (s *Server) EdgeRefused(node, parentID, reason string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, p := range s.pending {
+		if p.msgID != parentID || p.node != node {
+			continue
+		}
+		s.removeLocked(id, p)
+		p.ch <- claimed{err: fmt.Errorf("the edge refused the stream: %s (%w)", reason, ErrEdgeRefused)}
+		return true
+	}
+	return false
 }
 
 // abandon removes a pending stream unless it was claimed; it reports whether

@@ -423,3 +423,32 @@ func TestServingCertificates(t *testing.T) {
 		t.Fatalf("without a signer: %v", err)
 	}
 }
+
+// An edge that answers the stream request with an error fails the stream at
+// once, with its reason, instead of after the claim timeout.
+func TestEdgeRefusal(t *testing.T) {
+	asked := make(chan wire.Message, 1)
+	h := newHarness(t, harnessOpts{cfg: Config{ClaimTimeout: time.Hour},
+		send: func(node string, m wire.Message) error { asked <- m; return nil }})
+	h.addNode("edge-a", "127.0.0.2", true)
+	got := make(chan string, 1)
+	go func() {
+		c, _, res, err := h.connect("127.0.0.2:10350", nil)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		c.Close()
+		got <- res.Status
+	}()
+	m := <-asked
+	if h.srv.EdgeRefused("edge-b", m.Header.ID, "x") || h.srv.EdgeRefused("edge-a", "other-id", "x") {
+		t.Fatal("a refusal by another node or for another message was taken")
+	}
+	if !h.srv.EdgeRefused("edge-a", m.Header.ID, "modules.edgeStream is not enabled on this edge") {
+		t.Fatal("the refusal was not matched to the stream")
+	}
+	if s := <-got; !strings.HasPrefix(s, "502 ") || !strings.Contains(s, `edge node "edge-a": the edge refused the stream: modules.edgeStream is not enabled on this edge`) {
+		t.Fatalf("CONNECT answered %q", s)
+	}
+}

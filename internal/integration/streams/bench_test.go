@@ -36,6 +36,7 @@ func BenchmarkStreams(b *testing.B) {
 	w.runPod(ns, "bench", "bench-a",
 		podContainer{name: "main", command: sh("echo ready; sleep 3600")},
 		podContainer{name: "bulk", command: []string{"nc", "-ll", "-p", "8081", "-e", "head", "-c", strconv.Itoa(bulkBytes), "/dev/zero"}},
+		podContainer{name: "small", command: []string{"nc", "-ll", "-p", "8082", "-e", "echo", "hi"}},
 	)
 	client := w.cp.Client
 	cfg := rest.CopyConfig(w.cp.RESTConfig)
@@ -119,14 +120,16 @@ func BenchmarkStreams(b *testing.B) {
 		reportPercentiles(b, d)
 	})
 
-	b.Run("port-forward-throughput", func(b *testing.B) {
+	// forward starts `kubectl port-forward POD 0:port` in-process and
+	// returns the local port and a stop function.
+	forward := func(b *testing.B, port int) (int, func()) {
 		u := client.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("bench").SubResource("portforward").URL()
 		dialer, err := portforward.NewSPDYOverWebsocketDialer(u, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
 		stop, ready := make(chan struct{}), make(chan struct{})
-		fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:8081"}, stop, ready, io.Discard, io.Discard)
+		fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{fmt.Sprintf("0:%d", port)}, stop, ready, io.Discard, io.Discard)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -137,11 +140,41 @@ func BenchmarkStreams(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		return int(ports[0].Local), func() {
+			close(stop)
+			<-fwDone
+		}
+	}
+
+	b.Run("port-forward-connection", func(b *testing.B) {
+		// A new connection through a running port-forward, until the
+		// pod's answer and its close arrived.
+		local, stop := forward(b, 8082)
+		defer stop()
+		var d []time.Duration
+		for b.Loop() {
+			start := time.Now()
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", local))
+			if err != nil {
+				b.Fatal(err)
+			}
+			got, err := io.ReadAll(c)
+			c.Close()
+			d = append(d, time.Since(start))
+			if err != nil || string(got) != "hi\n" {
+				b.Fatalf("read %q, %v", got, err)
+			}
+		}
+		reportPercentiles(b, d)
+	})
+
+	b.Run("port-forward-throughput", func(b *testing.B) {
+		local, stop := forward(b, 8081)
 		var total int64
 		var elapsed time.Duration
 		for b.Loop() {
 			start := time.Now()
-			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", ports[0].Local))
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", local))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -153,8 +186,7 @@ func BenchmarkStreams(b *testing.B) {
 			}
 			total += n
 		}
-		close(stop)
-		<-fwDone
+		stop()
 		b.ReportMetric(float64(total)/elapsed.Seconds()/1e6, "MB/s")
 	})
 
