@@ -141,7 +141,7 @@ type Server struct {
 // pending is a stream waiting for its tunnel connection.
 type pending struct {
 	node  string
-	msgID string        // of the stream request, which an edge's error reply names
+	msgID string       // of the stream request, which an edge's error reply names
 	ch    chan claimed // buffered 1; written once by whoever removed it from the map
 }
 
