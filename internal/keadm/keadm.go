@@ -117,6 +117,7 @@ func NewCommand(deps Deps) *cobra.Command {
 		newJoinCommand(d),
 		newResetCommand(d),
 		newCRDsCommand(d),
+		newStreamCertsCommand(d),
 		newVersionCommand(d),
 	)
 	return root

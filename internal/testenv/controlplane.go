@@ -66,6 +66,9 @@ type ControlPlaneOptions struct {
 	// the caller, and records their PIDs in Dir/pids/<name>.pid for
 	// StopDetached.
 	Detach bool
+	// Egress, if set, routes the apiserver's cluster traffic through an
+	// egress selector (CloudStream) and gives it a kubelet client certificate.
+	Egress *EgressOptions
 	// Logger receives progress messages; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -99,6 +102,11 @@ func (o *ControlPlaneOptions) validate() error {
 	}
 	if o.ServiceCIDR != "" {
 		if _, err := parseServiceCIDR(o.ServiceCIDR); err != nil {
+			return err
+		}
+	}
+	if o.Egress != nil {
+		if err := o.Egress.validate(); err != nil {
 			return err
 		}
 	}
@@ -240,7 +248,7 @@ func (cp *ControlPlane) start(ctx context.Context, opts ControlPlaneOptions, bin
 	}
 	cp.CAFile = pki.CACert
 	l := layout{dir: dir, etcdPort: etcdPort, peerPort: peerPort, apiPort: apiPort, serviceCIDR: cidr,
-		pki: pki, nodeMonitorGracePeriod: opts.NodeMonitorGracePeriod}
+		pki: pki, nodeMonitorGracePeriod: opts.NodeMonitorGracePeriod, egress: opts.Egress}
 	cp.APIServerURL = l.apiServerURL()
 	cp.EtcdURL = l.etcdURL()
 	cp.Kubeconfig = l.kubeconfig("admin")

@@ -15,7 +15,8 @@ type layout struct {
 	apiPort                int
 	serviceCIDR            netip.Prefix
 	pki                    *pkiFiles
-	nodeMonitorGracePeriod time.Duration // 0: the controller-manager's default
+	nodeMonitorGracePeriod time.Duration  // 0: the controller-manager's default
+	egress                 *EgressOptions // nil: no egress selector
 }
 
 func (l layout) etcdURL() string      { return "http://127.0.0.1:" + strconv.Itoa(l.etcdPort) }
@@ -44,7 +45,7 @@ func (l layout) etcdArgs() []string {
 
 func (l layout) apiServerArgs() []string {
 	p := l.pki
-	return []string{
+	return append([]string{
 		"--etcd-servers=" + l.etcdURL(),
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
@@ -71,7 +72,7 @@ func (l layout) apiServerArgs() []string {
 		// Keeps the apiserver from writing self-signed certificates under
 		// /var/run/kubernetes.
 		"--cert-dir=" + filepath.Join(l.dir, "pki"),
-	}
+	}, l.egress.apiServerArgs()...)
 }
 
 func (l layout) controllerManagerArgs() []string {

@@ -57,3 +57,22 @@ func TestLayoutArgs(t *testing.T) {
 		t.Errorf("grace period 0 must keep the default, got %q", args)
 	}
 }
+
+func TestLayoutEgressArgs(t *testing.T) {
+	l := testLayout(t, 0)
+	if slices.ContainsFunc(l.apiServerArgs(), func(a string) bool { return strings.HasPrefix(a, "--egress") }) {
+		t.Fatal("egress flags without Egress options")
+	}
+	l.egress = &EgressOptions{ConfigFile: "/e.yaml", KubeletClientCert: "/c.crt", KubeletClientKey: "/c.key", KubeletCA: "/ca.crt",
+		KubeletPreferredAddressTypes: "InternalIP,Hostname"}
+	for _, w := range []string{"--egress-selector-config-file=/e.yaml", "--kubelet-client-certificate=/c.crt", "--kubelet-preferred-address-types=InternalIP,Hostname",
+		"--kubelet-client-key=/c.key", "--kubelet-certificate-authority=/ca.crt", "--secure-port=6443"} {
+		if !slices.Contains(l.apiServerArgs(), w) {
+			t.Errorf("apiserver args lack %s", w)
+		}
+	}
+	o := ControlPlaneOptions{Dir: t.TempDir(), Egress: &EgressOptions{ConfigFile: "/nonexistent/e.yaml", KubeletClientCert: "/c", KubeletClientKey: "/k"}}
+	if err := o.validate(); err == nil || !strings.Contains(err.Error(), "Egress.ConfigFile") {
+		t.Fatalf("validate with a missing egress file: %v", err)
+	}
+}

@@ -34,6 +34,8 @@ const (
 	TypeTwin                ResourceType = "twin"
 	TypeDevice              ResourceType = "device"
 	TypeDeviceModel         ResourceType = "devicemodel"
+	// TypeStream asks the edge to open a stream tunnel (see StreamRequest).
+	TypeStream ResourceType = "stream"
 )
 
 var knownTypes = map[ResourceType]bool{
@@ -44,6 +46,7 @@ var knownTypes = map[ResourceType]bool{
 	TypePersistentVolume: true, TypePVC: true, TypeVolumeAttachment: true,
 	TypeRule: true, TypeRuleEndpoint: true,
 	TypeMembership: true, TypeTwin: true, TypeDevice: true, TypeDeviceModel: true,
+	TypeStream: true,
 }
 
 // Known reports whether t is a resource type this implementation understands.

@@ -105,6 +105,10 @@ func TestBinariesEndToEnd(t *testing.T) {
 			"--data-dir=" + edgeDir,
 			"--config=" + edgeConfig,
 			"--edgecore-binary=" + tl.edgecore,
+			// Loopback ports of their own: the defaults may be taken by a
+			// running `make up` or another test.
+			"--set", "modules.metaManager.metaServer.server=127.0.0.1:0",
+			"--set", "modules.eventBus.mqttServerInternal=tcp://127.0.0.1:0",
 		}
 	}
 

@@ -25,6 +25,7 @@ import (
 	"github.com/kubeedge-go/kubeedge/internal/cloud/join"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/nodes"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/objectsync"
+	"github.com/kubeedge-go/kubeedge/internal/cloud/stream"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/upstream"
 	"github.com/kubeedge-go/kubeedge/internal/pki"
 	"github.com/kubeedge-go/kubeedge/internal/wire"
@@ -58,6 +59,9 @@ type CloudCore struct {
 	Tokens   *certs.TokenKeeper
 	Pods     *upstream.Writer
 	Autonomy *autonomy.Keeper // nil unless podEviction.keepPodsOnUnreachableNodes
+	// Stream and StreamNodes are CloudStream, nil unless enabled.
+	Stream      *stream.Server
+	StreamNodes *stream.NodeIndex
 
 	ready chan struct{}
 }
@@ -185,6 +189,9 @@ func (c *CloudCore) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := c.setupStream(mat); err != nil {
+		return err
+	}
 	hubCfg := hub.Config{KeepaliveTimeout: hc.KeepaliveTimeout(), MaxFrameBytes: hc.MaxFrameBytes}
 	if hc.WebSocket.Enable {
 		hubCfg.WebSocketAddr = hc.WebSocket.HostPort()
@@ -195,7 +202,7 @@ func (c *CloudCore) Run(ctx context.Context) error {
 	if c.Hub, err = hub.New(hubCfg, hub.Deps{
 		TLS: mat.ServerTLSConfig(tls.RequireAndVerifyClientCert),
 		Handler: &edgeHandler{delivery: dlv, nodes: c.Nodes, pods: c.Pods, pool: pool, devices: c.Devices,
-			clock: c.clk, log: c.log},
+			stream: c.Stream, clock: c.clk, log: c.log},
 		Clock:        c.clk,
 		Logger:       c.log,
 		NodeFromCert: pki.NodeNameFromCert,
@@ -234,6 +241,10 @@ func (c *CloudCore) Run(ctx context.Context) error {
 	if c.Join != nil {
 		run("join", c.Join.Run)
 	}
+	if c.Stream != nil {
+		run("cloudstream-nodes", c.StreamNodes.Run)
+		run("cloudstream", c.Stream.Run)
+	}
 	g.Go(func() error {
 		select {
 		case <-c.Hub.Ready():
@@ -247,6 +258,13 @@ func (c *CloudCore) Run(ctx context.Context) error {
 					return nil
 				case <-c.clk.After(10 * time.Millisecond):
 				}
+			}
+		}
+		if c.Stream != nil {
+			select {
+			case <-c.Stream.Ready():
+			case <-gctx.Done():
+				return nil
 			}
 		}
 		ws, quic := c.Hub.Addrs()

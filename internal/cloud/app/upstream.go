@@ -14,6 +14,7 @@ import (
 	"github.com/kubeedge-go/kubeedge/internal/cloud/devicecontroller"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/hub"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/nodes"
+	"github.com/kubeedge-go/kubeedge/internal/cloud/stream"
 	"github.com/kubeedge-go/kubeedge/internal/cloud/upstream"
 	"github.com/kubeedge-go/kubeedge/internal/edgeapi"
 	"github.com/kubeedge-go/kubeedge/internal/wire"
@@ -26,6 +27,7 @@ type edgeHandler struct {
 	pods     *upstream.Writer
 	pool     *upstream.Pool
 	devices  *devicecontroller.Controller // nil when off
+	stream   *stream.Server               // nil unless CloudStream is enabled
 	clock    clock.PassiveClock
 	log      *slog.Logger
 }
@@ -47,6 +49,9 @@ func (h *edgeHandler) Keepalive(s *hub.Session) { h.nodes.Heartbeat(s.Node) }
 func (h *edgeHandler) Acked(s *hub.Session, parentID string) { h.delivery.Ack(s.Node, parentID) }
 
 func (h *edgeHandler) HandleMessage(ctx context.Context, s *hub.Session, m wire.Message) {
+	if txt, _ := m.ContentString(); m.Operation == wire.OpError && h.stream != nil && h.stream.EdgeRefused(s.Node, m.Header.ParentID, txt) {
+		return // an edge refusing a stream request: the stream fails at once
+	}
 	if m.Resource.Type == wire.TypeTwin && h.devices != nil {
 		h.handleDeviceReport(s, m)
 		return

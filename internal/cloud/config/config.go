@@ -41,6 +41,7 @@ type Modules struct {
 	SyncController SyncController `json:"syncController"`
 	// DeviceController is in devices.go.
 	DeviceController DeviceController `json:"deviceController"`
+	CloudStream      CloudStream      `json:"cloudStream"`
 }
 
 // CloudHub is the edge-facing server.
@@ -144,6 +145,7 @@ func Default() *CloudCore {
 			},
 			SyncController:   SyncController{Enable: true, Workers: 4, InstallCRDs: true},
 			DeviceController: DefaultDeviceController(),
+			CloudStream:      DefaultCloudStream(),
 		},
 	}
 }
@@ -218,6 +220,7 @@ func (c *CloudCore) Validate() error {
 	e.CheckPositive("modules.edgeController.nodeStatusResyncSeconds", int64(ec.NodeStatusResyncSeconds))
 	e.CheckPositive("modules.syncController.workers", int64(c.Modules.SyncController.Workers))
 	c.Modules.DeviceController.validate(&e)
+	c.Modules.CloudStream.validate(&e)
 	return e.Err()
 }
 

@@ -414,6 +414,17 @@ func TestMergeStatus(t *testing.T) {
 	if statusEqual(base.Status, mergeStatus(base, more, t1).Status) {
 		t.Error("statusEqual ignores capacity")
 	}
+	// The kubelet endpoint CloudStream routes by is taken and compared; an
+	// edge that reports none keeps what is there.
+	withPort := edgeNode("n", 10, t1).Status
+	withPort.DaemonEndpoints.KubeletEndpoint.Port = 10350
+	merged := mergeStatus(base, withPort, t1)
+	if merged.Status.DaemonEndpoints.KubeletEndpoint.Port != 10350 || statusEqual(base.Status, merged.Status) {
+		t.Errorf("kubelet endpoint not merged: %+v", merged.Status.DaemonEndpoints)
+	}
+	if kept := mergeStatus(merged, edgeNode("n", 10, t1).Status, t1); kept.Status.DaemonEndpoints.KubeletEndpoint.Port != 10350 {
+		t.Errorf("kubelet endpoint dropped: %+v", kept.Status.DaemonEndpoints)
+	}
 }
 
 func TestNewValidates(t *testing.T) {

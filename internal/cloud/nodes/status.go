@@ -10,7 +10,7 @@ import (
 )
 
 // mergeStatus returns base with the parts of st the edge owns: capacity,
-// allocatable, addresses, nodeInfo and the conditions it reports. Empty
+// allocatable, addresses, nodeInfo, daemonEndpoints and the conditions it reports. Empty
 // parts of st leave base's. Fields others own (volumesAttached, conditions
 // set by other controllers) are kept. Reported conditions get heartbeat
 // now, and keep base's transition time when their status did not change.
@@ -32,7 +32,7 @@ func mergeStatus(base *corev1.Node, st corev1.NodeStatus, now time.Time) *corev1
 	if st.Images != nil { // an edge without a runtime reports none: keep what is there
 		s.Images = slices.Clone(st.Images)
 	}
-	if st.DaemonEndpoints.KubeletEndpoint.Port != 0 {
+	if st.DaemonEndpoints.KubeletEndpoint.Port != 0 { // where CloudStream finds the node's kubelet
 		s.DaemonEndpoints = st.DaemonEndpoints
 	}
 	t := metav1.NewTime(now)

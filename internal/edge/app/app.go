@@ -17,11 +17,14 @@ import (
 
 	"github.com/kubeedge-go/kubeedge/internal/edge/certs"
 	"github.com/kubeedge-go/kubeedge/internal/edge/config"
+	"github.com/kubeedge-go/kubeedge/internal/edge/cri"
 	"github.com/kubeedge-go/kubeedge/internal/edge/edged"
 	"github.com/kubeedge-go/kubeedge/internal/edge/hub"
+	"github.com/kubeedge-go/kubeedge/internal/edge/kubeletserver"
 	"github.com/kubeedge-go/kubeedge/internal/edge/metamanager"
 	"github.com/kubeedge-go/kubeedge/internal/edge/metaserver"
 	"github.com/kubeedge-go/kubeedge/internal/edge/nodestatus"
+	edgestream "github.com/kubeedge-go/kubeedge/internal/edge/stream"
 	"github.com/kubeedge-go/kubeedge/internal/edge/tokens"
 	"github.com/kubeedge-go/kubeedge/internal/edge/uplink"
 	"github.com/kubeedge-go/kubeedge/internal/store"
@@ -61,6 +64,11 @@ type EdgeCore struct {
 	Tokens *tokens.Source
 	// Devices may be read after Ready.
 	Devices Devices
+	// Stream and Kubelet are EdgeStream and the kubelet API server, nil
+	// unless modules.edgeStream is enabled.
+	Stream    *edgestream.Client
+	Kubelet   *kubeletserver.Server
+	streamCRI *cri.Client
 
 	describe     func() (*corev1.Node, error)
 	ownStore     bool
@@ -91,7 +99,7 @@ func New(cfg *config.EdgeCore, deps Deps) (*EdgeCore, error) {
 			return nodestatus.Collect(nodestatus.Config{
 				NodeName: cfg.NodeName(), NodeIP: cfg.Modules.Edged.NodeIP, Labels: cfg.Modules.Edged.NodeLabels,
 				MaxPods: cfg.Modules.Edged.MaxPods, DataDir: filepath.Dir(cfg.Database.DataSource),
-				KubeletVersion: KubeletVersion,
+				KubeletVersion: KubeletVersion, KubeletPort: kubeletPort(cfg),
 			}, deps.Clock.Now())
 		}
 	}
@@ -122,6 +130,9 @@ func New(cfg *config.EdgeCore, deps Deps) (*EdgeCore, error) {
 		return nil, err
 	}
 	if e.Up, err = uplink.New(uplink.Config{}, uplink.Deps{Sender: e.Hub, Clock: deps.Clock, Logger: deps.Logger}); err != nil {
+		return nil, err
+	}
+	if err := e.setupStream(); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -157,6 +168,7 @@ func (e *EdgeCore) Run(ctx context.Context) error {
 			_ = e.Store.Close()
 		}
 	}()
+	defer e.closeStream()
 	var err error
 	if e.Meta, err = metamanager.New(metamanager.Config{BatchSize: e.cfg.Modules.MetaManager.BatchSize},
 		metamanager.Deps{Store: e.Store, Sender: e.Hub, Clock: e.clk, Logger: e.log, Changed: e.storeChanged}); err != nil {
@@ -197,6 +209,7 @@ func (e *EdgeCore) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { return e.reportStatus(gctx) })
 	e.runDevices(gctx, g)
+	e.runStream(gctx, g)
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -304,6 +317,9 @@ func (h *edgeHandler) Disconnected() {
 }
 
 func (h *edgeHandler) HandleMessage(ctx context.Context, m wire.Message) {
+	if h.handleStream(ctx, m) {
+		return
+	}
 	switch m.Operation {
 	case wire.OpInsert, wire.OpUpdate, wire.OpDelete:
 		h.Meta.Handle(ctx, m)

@@ -49,6 +49,7 @@ type Modules struct {
 	EventBus   EventBus   `json:"eventBus"`
 	DeviceTwin DeviceTwin `json:"deviceTwin"`
 	DMI        DMI        `json:"dmi"`
+	EdgeStream EdgeStream `json:"edgeStream"`
 }
 
 // EdgeHub is the connection to the cloud.
@@ -184,6 +185,7 @@ func Default(nodeName string) *EdgeCore {
 			EventBus:   bus,
 			DeviceTwin: twin,
 			DMI:        dmi,
+			EdgeStream: DefaultEdgeStream(),
 		},
 	}
 }
@@ -300,6 +302,7 @@ func (c *EdgeCore) Validate() error {
 		}
 	}
 	c.Modules.validateDevices(&e)
+	c.Modules.EdgeStream.validate(&e)
 	return e.Err()
 }
 

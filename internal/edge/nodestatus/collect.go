@@ -55,6 +55,10 @@ type Config struct {
 	// the ephemeral-storage capacity. Empty means "/".
 	DataDir        string
 	KubeletVersion string
+	// KubeletPort is reported as status.daemonEndpoints.kubeletEndpoint.port,
+	// the port the apiserver asks CloudStream for (edgeStream.port); 0
+	// reports none.
+	KubeletPort int32
 	// ProcRoot and EtcRoot default to /proc and /etc; tests point them at
 	// fixtures.
 	ProcRoot string
@@ -145,7 +149,7 @@ func Collect(cfg Config, now time.Time) (*corev1.Node, error) {
 	cond := func(typ corev1.NodeConditionType, st corev1.ConditionStatus, reason, msg string) corev1.NodeCondition {
 		return corev1.NodeCondition{Type: typ, Status: st, Reason: reason, Message: msg, LastHeartbeatTime: t, LastTransitionTime: t}
 	}
-	return &corev1.Node{
+	n := &corev1.Node{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Node"},
 		ObjectMeta: metav1.ObjectMeta{Name: cfg.NodeName, Labels: labels},
 		Status: corev1.NodeStatus{
@@ -163,7 +167,9 @@ func Collect(cfg Config, now time.Time) (*corev1.Node, error) {
 				cond(corev1.NodePIDPressure, corev1.ConditionFalse, "EdgeHasSufficientPID", "edgecore has sufficient PID available"),
 			},
 		},
-	}, nil
+	}
+	n.Status.DaemonEndpoints.KubeletEndpoint.Port = cfg.KubeletPort
+	return n, nil
 }
 
 func readMemTotal(procRoot string) (int64, error) {

@@ -36,6 +36,7 @@ func TestCollectFixture(t *testing.T) {
 		MaxPods:        50,
 		DataDir:        dataDir,
 		KubeletVersion: "v1.35.4-kubeedge",
+		KubeletPort:    10350,
 		ProcRoot:       "testdata/root/proc",
 		EtcRoot:        "testdata/root/etc",
 	}
@@ -80,6 +81,7 @@ func TestCollectFixture(t *testing.T) {
 				cond(corev1.NodeDiskPressure, corev1.ConditionFalse, "EdgeHasNoDiskPressure", "edgecore has no disk pressure"),
 				cond(corev1.NodePIDPressure, corev1.ConditionFalse, "EdgeHasSufficientPID", "edgecore has sufficient PID available"),
 			},
+			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: 10350}},
 		},
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b resource.Quantity) bool { return a.Cmp(b) == 0 })); diff != "" {

@@ -1,0 +1,28 @@
+package kubeletserver
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestNoKubernetesLinked keeps client-go and k8s.io/kubernetes out of
+// the kubelet API server: it is on edgecore's path.
+func TestNoKubernetesLinked(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go tool not in PATH; cannot list dependencies")
+	}
+	out, err := exec.Command(goBin, "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if strings.HasPrefix(p, "k8s.io/client-go/") || strings.HasPrefix(p, "k8s.io/kubernetes/") {
+			t.Errorf("kubeletserver depends on %s; edgecore must not link it", p)
+		}
+	}
+	if !strings.Contains(string(out), "k8s.io/cri-api/pkg/apis/runtime/v1") {
+		t.Errorf("go list -deps output does not look right (no cri-api):\n%s", out)
+	}
+}
