@@ -3,7 +3,7 @@
 #   1. prerequisites, the pinned Kubernetes control plane (built once, cached), the project's binaries
 #   2. etcd + kube-apiserver + controller-manager + scheduler on 127.0.0.1
 #   3. a private containerd for the edge node, with locally built pause and busybox images (no registry)
-#   4. cloudcore (CloudHub :10000 websocket, :10001 quic, :10002 join)
+#   4. cloudcore (CloudHub :10000 websocket, :10001 quic, :10002 join, CloudStream :10003/:10004)
 #   5. keadm join: edge node "edge-node" gets its certificate and edgecore starts, running pods on that containerd
 #   6. the Modbus and OPC-UA mappers on edge-node, and a simulated Modbus thermostat
 #   7. the demo: a Deployment on the edge node and a Device for the thermostat, shown working
@@ -51,7 +51,7 @@ bash hack/install-deps.sh
 bash hack/build-k8s.sh
 bash hack/build.sh
 
-log "[2/7] control plane"
+log "[2/7] control plane (its egress selector sends kubelet traffic to CloudStream)"
 bash hack/cluster-up.sh
 
 log "[3/7] containerd for the edge node, with local images"
@@ -63,6 +63,7 @@ mkdir -p "${LOCAL}/cloud"
 if ! running cloudcore "${LOCAL}/cloud/cloudcore.pid"; then
   "${BIN}/cloudcore" --defaultconfig \
     | sed -e "s#kubeConfig: .*#kubeConfig: ${KUBECONFIG_PATH}#" -e "s#address: 0.0.0.0#address: 127.0.0.1#" \
+      -e "/^  cloudStream:/,/^  [a-z]/ s#enable: false#enable: true#" \
     > "${LOCAL}/cloud/cloudcore.yaml"
 fi
 ulimit -n "$(ulimit -Hn)"
@@ -84,6 +85,7 @@ else
   "${BIN}/keadm" join --cloudcore-ipport=127.0.0.1:10000 --token="${token}" --edgenode-name="${NODE}" \
     --node-ip=127.0.0.1 --data-dir="${EDGE_DIR}" --config="${EDGE_DIR}/edgecore.yaml" \
     --remote-runtime-endpoint="${CONTAINERD_ENDPOINT}" --set "modules.edged.cgroupRoot=${CONTAINERD_CGROUP_ROOT}" \
+    --set modules.edgeStream.enable=true \
     --edgecore-binary="${BIN}/edgecore" --force
 fi
 "${KUBECTL[@]}" wait --for=condition=Ready "node/${NODE}" --timeout=120s >/dev/null

@@ -321,7 +321,7 @@ func setPath(t *testing.T, m map[string]any, path []string, v any) {
 
 // writeCloudConfig writes cloudcore's default configuration, with the test
 // control plane's kubeconfig and listeners on 127.0.0.1 at p, to path.
-func writeCloudConfig(t *testing.T, defaultConfig []byte, path, kubeconfig string, p ports) string {
+func writeCloudConfig(t *testing.T, defaultConfig []byte, path, kubeconfig string, p ports, mutate ...func(*cloudconfig.CloudCore)) string {
 	t.Helper()
 	var c cloudconfig.CloudCore
 	if err := yaml.UnmarshalStrict(defaultConfig, &c); err != nil {
@@ -335,6 +335,9 @@ func writeCloudConfig(t *testing.T, defaultConfig []byte, path, kubeconfig strin
 	h.WebSocket.Address, h.WebSocket.Port = "127.0.0.1", p.ws
 	h.Quic.Address, h.Quic.Port = "127.0.0.1", p.quic
 	h.HTTPS.Address, h.HTTPS.Port = "127.0.0.1", p.https
+	for _, m := range mutate {
+		m(&c)
+	}
 	b, err := yaml.Marshal(&c)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -20,7 +22,11 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubeedge-go/kubeedge/internal/cloud/certs"
+	cloudconfig "github.com/kubeedge-go/kubeedge/internal/cloud/config"
+	"github.com/kubeedge-go/kubeedge/internal/cloud/stream"
 	"github.com/kubeedge-go/kubeedge/internal/edge/cri"
+	"github.com/kubeedge-go/kubeedge/internal/pki"
 	"github.com/kubeedge-go/kubeedge/internal/testenv"
 )
 
@@ -46,10 +52,34 @@ func startPodsEnv(t *testing.T, node string) *podsEnv {
 	tl := findTools(t)
 	e := newEnv(t, tl)
 	pe := &podsEnv{env: e, node: node}
-	e.step("control plane with scheduler and controller manager")
+	e.step("control plane with scheduler, controller manager, and an egress selector to CloudStream")
+	// As an operator does with keadm streamcerts: the KubeEdge CA first, the
+	// apiserver's client certificate for CloudStream from it, and the CA in
+	// kubeedge/casecret for cloudcore to adopt.
+	ca, err := pki.NewCA(time.Now(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	streamPort, tunnelPort := freeTCPPort(t), freeTCPPort(t)
+	files, err := stream.WriteClientFiles(ca, stream.ClientFilesOptions{Dir: filepath.Join(e.work, "egress"),
+		ProxyURL: fmt.Sprintf("https://127.0.0.1:%d", streamPort)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	pe.cp = testenv.ControlPlaneForTest(t, testenv.ControlPlaneOptions{
 		ControllerManager: true, Scheduler: true, NodeMonitorGracePeriod: 20 * time.Second,
+		Egress: &testenv.EgressOptions{ConfigFile: files.EgressConfigFile, KubeletClientCert: files.CertFile,
+			KubeletClientKey: files.KeyFile, KubeletCA: files.CAFile, KubeletPreferredAddressTypes: "InternalIP,Hostname"},
 	})
+	if _, err := pe.cp.Client.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: certs.DefaultNamespace}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pe.cp.Client.CoreV1().Secrets(certs.DefaultNamespace).Create(t.Context(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: certs.CASecret},
+		Data:       map[string][]byte{certs.CACertKey: ca.CertDER, certs.CAKeyKey: ca.KeyDER},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	e.step("containerd with the local images")
 	pe.cd = testenv.ContainerdForTest(t, testenv.ContainerdOptions{})
 	rt, err := cri.Dial(pe.cd.Endpoint, cri.Options{Timeout: 30 * time.Second})
@@ -65,7 +95,10 @@ func startPodsEnv(t *testing.T, node string) *podsEnv {
 		t.Fatal(err)
 	}
 	p := freePorts(t)
-	cfgPath := writeCloudConfig(t, []byte(out), filepath.Join(e.work, "cloudcore.yaml"), pe.cp.Kubeconfig, p)
+	cfgPath := writeCloudConfig(t, []byte(out), filepath.Join(e.work, "cloudcore.yaml"), pe.cp.Kubeconfig, p, func(c *cloudconfig.CloudCore) {
+		cs := &c.Modules.CloudStream
+		cs.Enable, cs.Address, cs.StreamPort, cs.TunnelPort = true, "127.0.0.1", streamPort, tunnelPort
+	})
 	pe.cloudArgs = []string{"--config", cfgPath}
 	pe.startCloud()
 
@@ -87,7 +120,9 @@ func startPodsEnv(t *testing.T, node string) *podsEnv {
 		"--data-dir="+edgeDir, "--config="+pe.edgeConfig, "--edgecore-binary="+tl.edgecore,
 		"--remote-runtime-endpoint="+pe.cd.Endpoint, "--set", "modules.edged.cgroupRoot="+pe.cd.CgroupRoot,
 		"--set", "modules.metaManager.metaServer.server=127.0.0.1:0",
-		"--set", "modules.eventBus.mqttServerInternal=tcp://127.0.0.1:0"); err != nil {
+		"--set", "modules.eventBus.mqttServerInternal=tcp://127.0.0.1:0",
+		"--set", "modules.edgeStream.enable=true",
+		"--set", fmt.Sprintf("modules.edgeStream.server=127.0.0.1:%d", tunnelPort)); err != nil {
 		t.Fatalf("keadm join: %v\n%s%s", err, out, errOut)
 	}
 	pe.edgecore = trackEdgecore(t, e, pe.edgePID, pe.edgeConfig)
@@ -279,15 +314,30 @@ func TestPodsEndToEnd(t *testing.T) {
 		}
 	}
 	first := webPods[0].Name
-	if got := pe.exec(ns, first, "web", "cat", "/cfg/greeting"); got != "hello-edge" {
-		t.Errorf("configmap volume: %q", got)
+	pe.step("kubectl exec, logs and port-forward through CloudStream (no iptables)")
+	kexec := func(pod string, cmd ...string) string {
+		return strings.TrimSpace(pe.kubectl(append([]string{"-n", ns, "exec", pod, "-c", "web", "--"}, cmd...)...))
 	}
-	if got := pe.exec(ns, first, "web", "cat", "/sec/password"); got != "s3cret" {
-		t.Errorf("secret volume: %q", got)
+	if got := kexec(first, "cat", "/cfg/greeting"); got != "hello-edge" {
+		t.Errorf("configmap volume through kubectl exec: %q", got)
 	}
-	if got := pe.exec(ns, first, "web", "sh", "-c", "echo $GREETING $PASSWORD"); got != "hello-edge s3cret" {
-		t.Errorf("env from configmap and secret: %q", got)
+	if got := kexec(first, "cat", "/sec/password"); got != "s3cret" {
+		t.Errorf("secret volume through kubectl exec: %q", got)
 	}
+	if got := kexec(first, "sh", "-c", "echo $GREETING $PASSWORD"); got != "hello-edge s3cret" {
+		t.Errorf("env from configmap and secret through kubectl exec: %q", got)
+	}
+	if _, errOut, err := pe.run(60*time.Second, pe.tools.kubectl, "--kubeconfig", pe.cp.Kubeconfig, "-n", ns, "exec", first, "--", "sh", "-c", "exit 5"); exitCode(err) != 5 {
+		t.Errorf("kubectl exec of a command that exits 5: %v %s", err, errOut)
+	}
+	pfPort := freeTCPPort(t)
+	pf := pe.start("kubectl port-forward", filepath.Join(pe.work, "port-forward.log"), pe.tools.kubectl,
+		"--kubeconfig", pe.cp.Kubeconfig, "-n", ns, "port-forward", "pod/"+first, fmt.Sprintf("%d:8080", pfPort))
+	pe.waitFor(60*time.Second, "the pod's port 8080 through kubectl port-forward", func() (bool, error) {
+		res, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/greeting", pfPort))
+		return err == nil && res == "hello-edge", err
+	})
+	_ = pe.stop(pf, 10*time.Second)
 
 	pe.step("a failing liveness probe restarts the container")
 	pe.apply(edgeDeployment(ns, "liveness", 1, corev1.PodSpec{Containers: []corev1.Container{{
@@ -308,17 +358,22 @@ func TestPodsEndToEnd(t *testing.T) {
 	pe.step("a crashing container backs off (CrashLoopBackOff)")
 	pe.apply(edgeDeployment(ns, "crasher", 1, corev1.PodSpec{Containers: []corev1.Container{
 		busybox("app", "sh", "-c", "echo about to fail; exit 3")}}))
+	var crasher string
 	pe.waitFor(120*time.Second, "CrashLoopBackOff", func() (bool, error) {
 		for _, p := range pe.pods(ns, "app=crasher") {
 			for _, cs := range p.Status.ContainerStatuses {
 				if w := cs.State.Waiting; w != nil && w.Reason == "CrashLoopBackOff" && cs.RestartCount >= 1 &&
 					cs.LastTerminationState.Terminated != nil && cs.LastTerminationState.Terminated.ExitCode == 3 {
+					crasher = p.Name
 					return true, nil
 				}
 			}
 		}
 		return false, nil
 	})
+	if got := pe.kubectl("-n", ns, "logs", crasher, "--previous", "--tail=1"); strings.TrimSpace(got) != "about to fail" {
+		t.Errorf("kubectl logs --previous of the crashing container: %q", got)
+	}
 
 	pe.step("bad pods get clear statuses and events; the node and the other pods are unaffected")
 	bad := map[string]corev1.PodSpec{
@@ -490,4 +545,15 @@ func eventSummary(evs []corev1.Event) []string {
 		out = append(out, ev.Reason+": "+ev.Message+" (x"+strconv.Itoa(int(ev.Count))+")")
 	}
 	return out
+}
+
+func httpGet(url string) (string, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	res, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	return strings.TrimSpace(string(b)), err
 }

@@ -52,8 +52,20 @@ func (e *EdgeCore) setupStream() error {
 				return e.Certs.Current()
 			},
 			ClientCAs: func() *x509.CertPool { return e.Certs.ClientTLSConfig("").RootCAs },
-			Clock:     e.clk,
-			Logger:    e.log,
+			// edged (created in Run) knows which instance a request means.
+			ContainerID: func(ctx context.Context, ns, pod, container string, previous bool) (string, error) {
+				select {
+				case <-e.ready:
+				default:
+					return "", nil
+				}
+				if e.Edged == nil {
+					return "", nil
+				}
+				return e.Edged.ContainerID(ctx, ns, pod, container, previous)
+			},
+			Clock:  e.clk,
+			Logger: e.log,
 		})
 	if err != nil {
 		_ = rt.Close()

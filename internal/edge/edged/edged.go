@@ -423,15 +423,29 @@ func (e *Edged) RunningPods() int {
 // is not known or has no instance.
 var ErrContainerNotFound = errors.New("edged: container not found")
 
-// ContainerID returns the CRI id of a pod's container (its running
-// instance, else the newest one), for exec/attach/logs streams. previous
-// asks for the instance before the newest (kubectl logs --previous).
+// ContainerID returns the CRI id of a pod's container for exec/attach/logs
+// streams, choosing the instance as the kubelet does from the pod's status:
+// the running one, else the last terminated one; with previous, the one in
+// lastState (kubectl logs --previous). Before any status was reported it
+// falls back to the runtime's newest instance (or the one before it).
 func (e *Edged) ContainerID(ctx context.Context, namespace, pod, container string, previous bool) (string, error) {
 	e.mu.Lock()
 	uid, ok := e.byKey[podKey{namespace, pod}]
+	var w *podWorker
+	if ok {
+		w = e.workers[uid]
+	}
 	e.mu.Unlock()
 	if !ok {
 		return "", fmt.Errorf("%w: pod %s/%s is not on this node", ErrContainerNotFound, namespace, pod)
+	}
+	if w != nil {
+		w.mu.Lock()
+		st := w.reported
+		w.mu.Unlock()
+		if id, err, decided := containerFromStatus(st, namespace, pod, container, previous); decided {
+			return id, err
+		}
 	}
 	rt, err := e.podRuntimeState(ctx, uid)
 	if err != nil {
@@ -450,6 +464,49 @@ func (e *Edged) ContainerID(ctx context.Context, namespace, pod, container strin
 		return "", fmt.Errorf("%w: container %q in pod %s/%s has %s", ErrContainerNotFound, container, namespace, pod, what)
 	}
 	return inst[idx].id, nil
+}
+
+// containerFromStatus applies the kubelet's choice of container instance
+// for logs to a reported status; decided is false when st does not know
+// the container.
+func containerFromStatus(st *corev1.PodStatus, namespace, pod, container string, previous bool) (id string, err error, decided bool) {
+	if st == nil {
+		return "", nil, false
+	}
+	var cs *corev1.ContainerStatus
+	for _, list := range [][]corev1.ContainerStatus{st.ContainerStatuses, st.InitContainerStatuses} {
+		for i := range list {
+			if list[i].Name == container {
+				cs = &list[i]
+			}
+		}
+	}
+	if cs == nil {
+		return "", nil, false
+	}
+	trim := func(s string) string {
+		if _, after, ok := strings.Cut(s, "://"); ok {
+			return after
+		}
+		return s
+	}
+	last := cs.LastTerminationState.Terminated
+	switch {
+	case previous:
+		if last == nil || last.ContainerID == "" {
+			return "", fmt.Errorf("%w: previous terminated container %q in pod %s/%s not found", ErrContainerNotFound, container, namespace, pod), true
+		}
+		return trim(last.ContainerID), nil, true
+	case cs.State.Running != nil && cs.ContainerID != "":
+		return trim(cs.ContainerID), nil, true
+	case cs.State.Terminated != nil && cs.State.Terminated.ContainerID != "":
+		return trim(cs.State.Terminated.ContainerID), nil, true
+	case last != nil && last.ContainerID != "":
+		return trim(last.ContainerID), nil, true
+	case cs.State.Waiting != nil:
+		return "", fmt.Errorf("%w: container %q in pod %s/%s is waiting to start: %s", ErrContainerNotFound, container, namespace, pod, cs.State.Waiting.Reason), true
+	}
+	return "", nil, false
 }
 
 // Runtime returns the CRI runtime edged uses (for streams).

@@ -36,6 +36,9 @@ type podWorker struct {
 	removed     bool        // guarded by mu; the pod left the store
 	terminating bool        // guarded by mu; being torn down
 	terminal    bool        // guarded by mu; Succeeded or Failed, nothing will restart
+	// reported is lastStatus for readers outside run (streams pick the
+	// container instance a log request means from it). Guarded by mu.
+	reported *corev1.PodStatus
 
 	// Owned by run.
 	waiting     map[string]*startError // container name -> why it is waiting
@@ -187,6 +190,9 @@ func (w *podWorker) report(pod *corev1.Pod, st corev1.PodStatus) {
 		return
 	}
 	w.lastStatus = st.DeepCopy()
+	w.mu.Lock()
+	w.reported = w.lastStatus
+	w.mu.Unlock()
 	w.e.deps.Reporter.PodStatus(pod.Namespace, pod.Name, pod.UID, st)
 }
 

@@ -58,6 +58,21 @@ func (s *Server) findSandbox(ctx context.Context, ns, pod, uid string) (*runtime
 // attempt) or, with previous, the one before it, across the sandboxes of the
 // pod's uid.
 func (s *Server) findContainer(ctx context.Context, ns, pod, uid, container string, previous bool) (*runtimeapi.Container, error) {
+	if s.deps.ContainerID != nil && uid == "" {
+		id, err := s.deps.ContainerID(ctx, ns, pod, container, previous)
+		if err != nil {
+			return nil, fmt.Errorf("%v on node %q: %w", err, s.cfg.NodeName, errNotFound)
+		}
+		if id != "" {
+			cs, err := s.deps.Runtime.ListContainers(ctx, &runtimeapi.ContainerFilter{Id: id})
+			if err != nil {
+				return nil, err
+			}
+			if len(cs) == 1 {
+				return cs[0], nil
+			}
+		}
+	}
 	sb, err := s.findSandbox(ctx, ns, pod, uid)
 	if err != nil {
 		return nil, err

@@ -64,8 +64,14 @@ type Deps struct {
 	Authorize func(*x509.Certificate) error
 	// Pods, if set, lists the node's pods for /pods (edged's view);
 	// otherwise they are derived from CRI sandboxes.
-	Pods  func(ctx context.Context) ([]byte, error)
-	Clock clock.Clock
+	Pods func(ctx context.Context) ([]byte, error)
+	// ContainerID, if set, picks the container instance a request means
+	// (edged knows it from the pod's status, as the kubelet does: for logs
+	// of a pod in back-off, the last terminated instance). It returns ""
+	// and no error when it has no opinion; an error is a clear "not found"
+	// for the caller. Without it the newest CRI instance is used.
+	ContainerID func(ctx context.Context, ns, pod, container string, previous bool) (string, error)
+	Clock       clock.Clock
 	// Dial reaches the runtime's streaming server; default a net.Dialer.
 	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	Logger *slog.Logger
