@@ -27,6 +27,7 @@ import (
 	edgestream "github.com/kubeedge-go/kubeedge/internal/edge/stream"
 	"github.com/kubeedge-go/kubeedge/internal/edge/tokens"
 	"github.com/kubeedge-go/kubeedge/internal/edge/uplink"
+	"github.com/kubeedge-go/kubeedge/internal/memtrim"
 	"github.com/kubeedge-go/kubeedge/internal/store"
 	"github.com/kubeedge-go/kubeedge/internal/transport"
 	"github.com/kubeedge-go/kubeedge/internal/wire"
@@ -208,6 +209,9 @@ func (e *EdgeCore) Run(ctx context.Context) error {
 		g.Go(func() error { return e.Certs.Run(gctx) })
 	}
 	g.Go(func() error { return e.reportStatus(gctx) })
+	if e.cfg.Memory.ReleaseStartupPages {
+		g.Go(func() error { e.releaseStartupPages(gctx); return nil })
+	}
 	e.runDevices(gctx, g)
 	e.runStream(gctx, g)
 	err = g.Wait()
@@ -215,6 +219,25 @@ func (e *EdgeCore) Run(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// releaseStartupPages waits until start-up is over, then returns the
+// executable's start-up pages to the kernel once.
+func (e *EdgeCore) releaseStartupPages(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-e.clk.After(time.Duration(e.cfg.Memory.ReleaseAfterSeconds) * time.Second):
+	}
+	covered, err := memtrim.ReleaseExecutablePages()
+	switch {
+	case errors.Is(err, memtrim.ErrUnsupported):
+		e.log.Info("not releasing start-up pages", "reason", err)
+	case err != nil:
+		e.log.Warn("releasing start-up pages failed", "err", err)
+	default:
+		e.log.Debug("released the executable's start-up pages", "addressSpaceMiB", covered>>20)
+	}
 }
 
 func (e *EdgeCore) bootstrap(ctx context.Context) error {
