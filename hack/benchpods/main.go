@@ -116,6 +116,9 @@ func run(ctx context.Context) error {
 			return err
 		}
 		lat = append(lat, time.Since(start))
+		if len(lat) == 10 && *seq > 10 {
+			rss("with 10 pods")
+		}
 	}
 	slices.Sort(lat)
 	fmt.Printf("pod create → Running in the API, %d sequential pods: p50 %s, p99 %s, min %s, max %s\n",
