@@ -96,6 +96,11 @@ func (c *Config) String(key string, p Presence) string {
 		c.fail(key, fmt.Errorf("%w: want a string, got %s", ErrWrongType, describe(v)))
 		return ""
 	}
+	if s == "" && p == Required {
+		// An empty required string is as good as a missing one: an OPC-UA
+		// node id or a Modbus address of "" names nothing.
+		c.fail(key, fmt.Errorf("%w: must not be empty", ErrMissingKey))
+	}
 	return s
 }
 

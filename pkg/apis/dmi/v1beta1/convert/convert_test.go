@@ -282,3 +282,17 @@ func TestBytesRoundTrip(t *testing.T) {
 		t.Fatalf("%v %v", v, err)
 	}
 }
+
+func TestConfigRequiredStringMustNotBeEmpty(t *testing.T) {
+	data := map[string]*anypb.Any{"nodeID": mustAny(t, ""), "note": mustAny(t, "")}
+	c := NewConfig("visitor configData", data)
+	c.String("nodeID", Required)
+	c.String("note", Optional)
+	err := c.Err()
+	if !errors.Is(err, ErrMissingKey) || !strings.Contains(err.Error(), `"nodeID"`) || !strings.Contains(err.Error(), "must not be empty") {
+		t.Fatalf("error %v, want ErrMissingKey naming nodeID as empty", err)
+	}
+	if strings.Contains(err.Error(), `"note"`) {
+		t.Errorf("an empty optional string was refused: %v", err)
+	}
+}
