@@ -36,7 +36,6 @@ sample() {
   printf '%3d s after start: %s\n' $((SECONDS - start)) \
     "$(grep -E '^(VmRSS|RssAnon|RssFile):' "/proc/${edge_pid}/status" | tr -s ' \t' ' ' | paste -sd ' ')"
 }
-sleep $((25 - (SECONDS - start)))
-sample
-sleep $((90 - (SECONDS - start)))
-sample
+sample_at() { local wait=$(($1 - (SECONDS - start))); (( wait > 0 )) && sleep "${wait}"; sample; }
+sample_at 25
+sample_at 90

@@ -34,7 +34,7 @@ type EdgeCore struct {
 // Memory tunes how edgecore gives memory back to the host.
 type Memory struct {
 	// ReleaseStartupPages pages out, once, ReleaseAfterSeconds after start,
-	// the pages of the edgecore executable that start-up mapped (about 10 MiB
+	// the pages of the edgecore executable that start-up mapped (about 7 MiB
 	// of RSS); what is still used faults back in from the file.
 	ReleaseStartupPages bool  `json:"releaseStartupPages"`
 	ReleaseAfterSeconds int32 `json:"releaseAfterSeconds"`
