@@ -79,12 +79,15 @@ func wsPair(t *testing.T, p *testPKI, serverMax, clientMax int) pair {
 	}
 	got := make(chan accepted, 1)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := Upgrader().Upgrade(w, r, nil)
+		c, err := NewWebSocketAcceptor(serverMax).Accept(w, r)
 		if err != nil {
 			t.Errorf("upgrade: %v", err)
 			return
 		}
-		got <- accepted{NewWebSocketConn(c, serverMax), r}
+		if _, ok := c.(*serverWebSocket); !ok {
+			t.Errorf("a TLS WebSocket was accepted as %T, want the cloud's own framing", c)
+		}
+		got <- accepted{c, r}
 	}))
 	srv.TLS = p.serverTLS()
 	srv.StartTLS()

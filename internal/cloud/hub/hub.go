@@ -74,6 +74,8 @@ type Hub struct {
 	// that upgraded after that must not start one (guarded by mu).
 	closing bool
 	ready   chan struct{} // closed once all listeners are bound
+
+	webSockets *transport.WebSocketAcceptor
 }
 
 // New validates cfg and builds a Hub.
@@ -100,7 +102,8 @@ func New(cfg Config, deps Deps) (*Hub, error) {
 		deps.Logger = slog.Default()
 	}
 	return &Hub{cfg: cfg, deps: deps, log: deps.Logger.With("component", "cloudhub"),
-		sessions: map[string]*Session{}, ready: make(chan struct{})}, nil
+		sessions: map[string]*Session{}, ready: make(chan struct{}),
+		webSockets: transport.NewWebSocketAcceptor(cfg.MaxFrameBytes)}, nil
 }
 
 // Ready is closed once every enabled listener is bound.
@@ -258,7 +261,7 @@ func (h *Hub) serveWebSocket(ctx context.Context, conns *sync.WaitGroup, w http.
 		h.refuse(w, r.RemoteAddr, node, err.Error())
 		return
 	}
-	c, err := transport.Upgrader().Upgrade(w, r, nil)
+	c, err := h.webSockets.Accept(w, r)
 	if err != nil {
 		h.log.Info("websocket upgrade failed", "node", node, "remote", r.RemoteAddr, "err", err)
 		return
@@ -266,7 +269,7 @@ func (h *Hub) serveWebSocket(ctx context.Context, conns *sync.WaitGroup, w http.
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
-		_ = transport.NewWebSocketConn(c, h.cfg.MaxFrameBytes).CloseWithReason("cloudhub shutting down")
+		_ = c.CloseWithReason("cloudhub shutting down")
 		return
 	}
 	conns.Add(1)
@@ -276,7 +279,7 @@ func (h *Hub) serveWebSocket(ctx context.Context, conns *sync.WaitGroup, w http.
 	// handshake) stays reachable for the whole life of the session.
 	go func() {
 		defer conns.Done()
-		h.serveSession(ctx, node, parts[0], transport.NewWebSocketConn(c, h.cfg.MaxFrameBytes))
+		h.serveSession(ctx, node, parts[0], c)
 	}()
 }
 
@@ -319,6 +322,20 @@ func (h *Hub) checkIdentity(node string, certs []*x509.Certificate) error {
 }
 
 func (h *Hub) serveSession(ctx context.Context, node, project string, conn transport.Conn) {
+	s := h.startSession(ctx, node, project, conn)
+	if s == nil {
+		return
+	}
+	h.endSession(s, s.readLoop(ctx))
+}
+
+// startSession registers the session, replacing an older one of the same
+// node; nil means this connection lost and was closed. It returns before
+// the read loop starts so that its frame is not under the loop's for the
+// whole session (see readLoop).
+//
+//go:noinline
+func (h *Hub) startSession(ctx context.Context, node, project string, conn transport.Conn) *Session {
 	s := &Session{Node: node, ProjectID: project, conn: conn, hub: h, done: make(chan struct{}),
 		ConnectedAt: h.deps.Clock.Now()}
 	h.mu.Lock()
@@ -331,7 +348,7 @@ func (h *Hub) serveSession(ctx context.Context, node, project string, conn trans
 		case <-old.done:
 		case <-ctx.Done():
 			_ = conn.CloseWithReason("cloudhub shutting down")
-			return
+			return nil
 		}
 	}
 	h.mu.Lock()
@@ -339,20 +356,24 @@ func (h *Hub) serveSession(ctx context.Context, node, project string, conn trans
 		// A third connection won the race; this one yields.
 		h.mu.Unlock()
 		_ = conn.CloseWithReason("superseded by a newer connection of the same node")
-		return
+		return nil
 	}
 	h.sessions[node] = s
 	h.mu.Unlock()
 	h.log.Info("session started", "node", node, "transport", conn.Kind(), "remote", conn.RemoteAddr())
 	h.deps.Handler.SessionStarted(s)
-	err := s.readLoop(ctx)
+	return s
+}
+
+//go:noinline
+func (h *Hub) endSession(s *Session, err error) {
 	s.Close("")
 	h.mu.Lock()
-	if h.sessions[node] == s {
-		delete(h.sessions, node)
+	if h.sessions[s.Node] == s {
+		delete(h.sessions, s.Node)
 	}
 	h.mu.Unlock()
 	h.deps.Handler.SessionEnded(s)
 	close(s.done)
-	h.log.Info("session ended", "node", node, "transport", conn.Kind(), "reason", err)
+	h.log.Info("session ended", "node", s.Node, "transport", s.conn.Kind(), "reason", err)
 }
