@@ -4,8 +4,11 @@
 # hollowedge process, measures the time until all are Ready in the apiserver,
 # cloudcore's RSS per session, then restarts cloudcore and measures the time
 # until every session is back (the reconnect storm). Stops the fleet at the end.
-# HEARTBEAT (s, default 15) and KEEPALIVE (cloud timeout s) can be raised for
-# very large fleets. KEEP_FLEET=1 leaves the fleet running and skips the restart.
+# HEARTBEAT (s, default 15) can be raised for very large fleets. READY_WAIT
+# (s, default 600) bounds the wait for Ready: with cloudcore's default client
+# QPS of 200, 10,000 nodes' Leases cannot all stay renewed (see
+# docs/benchmarks.md), so the script then reports how many were Ready.
+# KEEP_FLEET=1 leaves the fleet running and skips the restart.
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "${REPO_ROOT}"
 COUNT="${COUNT:-1000}"
@@ -35,11 +38,12 @@ hollow_pid=$!
 trap 'kill -TERM ${hollow_pid} 2>/dev/null || true' EXIT
 until (( $(started_since "${line0}") >= COUNT )); do sleep 0.2; kill -0 "${hollow_pid}" || die "hollowedge died: $(tail -5 "${LOCAL}/hollow.log")"; done
 t1=$(now_ms)
-until (( $(ready_hollow) >= COUNT )); do sleep 1; done
+ready_deadline=$(($(now_ms) + ${READY_WAIT:-600} * 1000))
+until (( (ready=$(ready_hollow)) >= COUNT )) || (( $(now_ms) > ready_deadline )); do sleep 1; done
 t2=$(now_ms)
 sleep 5 # let client-side buffers settle before reading RSS
 rss1=$(rss_kb "${cloud_pid}")
-printf 'hollow nodes: %d\nall sessions connected after %d ms; all Ready in the apiserver after %d ms\n' "${COUNT}" $((t1 - t0)) $((t2 - t0))
+printf 'hollow nodes: %d\nall sessions connected after %d ms; %d Ready in the apiserver after %d ms\n' "${COUNT}" $((t1 - t0)) "${ready}" $((t2 - t0))
 printf 'cloudcore RSS: %d MiB before, %d MiB with the sessions: %.1f KiB per session\n' $((rss0 / 1024)) $((rss1 / 1024)) "$(echo "(${rss1} - ${rss0}) / ${COUNT}" | bc -l)"
 printf 'hollowedge RSS (all %d client sessions): %d MiB\n' "${COUNT}" $(($(rss_kb "${hollow_pid}") / 1024))
 
