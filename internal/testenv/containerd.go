@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -153,6 +154,7 @@ func StartContainerd(ctx context.Context, opts ContainerdOptions) (*Containerd, 
 	if err := os.WriteFile(filepath.Join(dir, containerdMarker), nil, 0o644); err != nil {
 		return nil, fmt.Errorf("containerd: %w", err)
 	}
+	mountRuntimeState(dir, log)
 	n, bridge, subnet, err := claimBridge()
 	if err != nil {
 		return nil, err
@@ -350,6 +352,25 @@ func containerdFromState(dir string, st containerdState) (*Containerd, error) {
 
 // prepareContainerdDir makes dir exist and be empty, cleaning up a stopped
 // (or crashed) containerd's leftovers first; a running one is refused.
+// mountRuntimeState puts containerd's and runc's run-time state (task
+// bundles, shim addresses, runc's state.json) on tmpfs, where a host keeps
+// it (/run). On this disk each pod's dozen small files, created and synced,
+// cost the kernel's ext4 writeback more CPU than edged spends on the pod.
+// Like /run, the state survives a restart of containerd, not a reboot.
+// Where the mount is refused the state stays on disk: slower, same result.
+func mountRuntimeState(dir string, log *slog.Logger) {
+	for _, name := range []string{"state", "runc"} {
+		p := filepath.Join(dir, name)
+		err := os.MkdirAll(p, 0o711)
+		if err == nil {
+			err = syscall.Mount("tmpfs", p, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=0711,size=512m")
+		}
+		if err != nil {
+			log.Warn("containerd run-time state stays on disk", "dir", p, "err", err)
+		}
+	}
+}
+
 func prepareContainerdDir(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("containerd dir: %w", err)
