@@ -194,11 +194,7 @@ func offline(ctx context.Context, p paths, want int) error {
 	if err != nil {
 		return err
 	}
-	cd, err := testenv.RunningContainerd(ctx, p.containerd)
-	if err != nil || cd == nil {
-		return fmt.Errorf("containerd of make up not running (%v)", err)
-	}
-	rt, err := cri.Dial(cd.Endpoint, cri.Options{Timeout: 30 * time.Second})
+	cd, rt, err := dialEdgeRuntime(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -344,14 +340,20 @@ func deleteAll(ctx context.Context, client kubernetes.Interface) error {
 	})
 }
 
+// dialEdgeRuntime finds make up's containerd and connects to its CRI.
+func dialEdgeRuntime(ctx context.Context, p paths) (*testenv.Containerd, *cri.Client, error) {
+	cd, err := testenv.RunningContainerd(ctx, p.containerd)
+	if err != nil || cd == nil {
+		return nil, nil, fmt.Errorf("containerd of make up not running (%v)", err)
+	}
+	rt, err := cri.Dial(cd.Endpoint, cri.Options{Timeout: 30 * time.Second})
+	return cd, rt, err
+}
+
 // waitSandboxesGone waits until the edge's containerd holds no sandbox of
 // the bench namespace.
 func waitSandboxesGone(ctx context.Context, p paths) error {
-	cd, err := testenv.RunningContainerd(ctx, p.containerd)
-	if err != nil || cd == nil {
-		return fmt.Errorf("containerd of make up not running (%v)", err)
-	}
-	rt, err := cri.Dial(cd.Endpoint, cri.Options{Timeout: 30 * time.Second})
+	_, rt, err := dialEdgeRuntime(ctx, p)
 	if err != nil {
 		return err
 	}

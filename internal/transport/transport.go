@@ -88,18 +88,24 @@ func (w *wsConn) WriteFrame(frame []byte) error {
 func (w *wsConn) SetReadDeadline(t time.Time) error  { return w.c.SetReadDeadline(t) }
 func (w *wsConn) SetWriteDeadline(t time.Time) error { return w.c.SetWriteDeadline(t) }
 
-func (w *wsConn) CloseWithReason(reason string) error {
+// closeCode picks the close code for reason and cuts reason to what a
+// close frame carries: 1000 for a plain close, 1001 when a side shuts down,
+// 1008 for refusals.
+func closeCode(reason string) (int, string) {
 	if len(reason) > 120 { // a close frame's payload is at most 125 bytes
 		reason = reason[:120]
 	}
-	// 1000 for a plain close, 1001 when a side shuts down, 1008 for refusals.
-	code := websocket.ClosePolicyViolation
 	switch {
 	case reason == "":
-		code = websocket.CloseNormalClosure
+		return websocket.CloseNormalClosure, reason
 	case strings.HasSuffix(reason, "shutting down"):
-		code = websocket.CloseGoingAway
+		return websocket.CloseGoingAway, reason
 	}
+	return websocket.ClosePolicyViolation, reason
+}
+
+func (w *wsConn) CloseWithReason(reason string) error {
+	code, reason := closeCode(reason)
 	msg := websocket.FormatCloseMessage(code, reason)
 	_ = w.c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 	return w.c.Close()

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"net/http"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -232,16 +231,7 @@ func (s *serverWebSocket) SetWriteDeadline(t time.Time) error {
 }
 
 func (s *serverWebSocket) CloseWithReason(reason string) error {
-	if len(reason) > 120 { // a close frame's payload is at most 125 bytes
-		reason = reason[:120]
-	}
-	code := websocket.ClosePolicyViolation
-	switch {
-	case reason == "":
-		code = websocket.CloseNormalClosure
-	case strings.HasSuffix(reason, "shutting down"):
-		code = websocket.CloseGoingAway
-	}
+	code, reason := closeCode(reason)
 	s.closeWith(code, reason)
 	return s.tc.Close()
 }
