@@ -116,7 +116,17 @@ func TestKubectlThroughCloudStream(t *testing.T) {
 		// -t needs a terminal: run kubectl under script(1)'s pty.
 		cmd := exec.Command("script", "-qec", strings.Join([]string{kubectlPath(t), "--kubeconfig", w.cp.Kubeconfig,
 			"exec", "-it", "-n", ns, "web-a", "-c", "main", "--", "sh", "-c", "'tty; test -t 0 && echo stdin is a terminal'"}, " "), "/dev/null")
+		// script's stdin stays open until kubectl is done: at its end script
+		// would write to the pty, and the terminal's echo of that (a "^@")
+		// could land between the two lines.
+		stdin, keepOpen, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdin = stdin
 		out, err := cmd.CombinedOutput()
+		_ = keepOpen.Close()
+		_ = stdin.Close()
 		if err != nil || !regexp.MustCompile(`/dev/pts/\d+\r?\nstdin is a terminal`).Match(out) {
 			t.Fatalf("exec -it: %q, %v", out, err)
 		}
