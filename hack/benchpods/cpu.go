@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // clockTicks is USER_HZ, 100 on Linux.
@@ -56,6 +59,28 @@ func takeCPUSnapshot() cpuSnapshot {
 		}
 	}
 	return s
+}
+
+// waitQuiet waits until the machine has been nearly idle (under 15 % of
+// its CPUs) for a second, or for at most limit.
+func waitQuiet(ctx context.Context, limit time.Duration) {
+	cpus := float64(runtime.NumCPU())
+	deadline := time.Now().Add(limit)
+	prev, quiet := takeCPUSnapshot().busy, 0
+	for quiet < 2 && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+		busy := takeCPUSnapshot().busy
+		if float64(busy-prev)/clockTicks/0.5/cpus < 0.15 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		prev = busy
+	}
 }
 
 // printCPU prints the CPU seconds each command used between a and b, the

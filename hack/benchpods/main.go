@@ -139,7 +139,8 @@ func run(ctx context.Context) error {
 	if err := waitSandboxesGone(ctx, p); err != nil {
 		return err
 	}
-	time.Sleep(3 * time.Second) // the kernel frees network namespaces asynchronously
+	// The kernel frees their network namespaces later still.
+	waitQuiet(ctx, 30*time.Second)
 
 	// Burst.
 	names := make([]string, *burst)

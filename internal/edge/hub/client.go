@@ -155,6 +155,43 @@ func (c *Client) Send(ctx context.Context, m wire.Message) error {
 	return c.SendNow(ctx, m)
 }
 
+// SendDeferrable uploads m like Send, but takes a token only when the rate
+// limiter's bucket is full, that is when no other message has wanted one
+// for a while. Events go this way: in a burst of pod starts (four events a
+// pod) they would otherwise use up the tokens that the pods' statuses and
+// token requests need and delay those by a second or more, for no gain. The
+// limit itself stays what messageQPS says, as in KubeEdge.
+func (c *Client) SendDeferrable(ctx context.Context, m wire.Message) error {
+	reserve := max(float64(c.cfg.MessageBurst)-1, 0)
+	for {
+		wait := deferWait(c.limiter.Tokens(), reserve, float64(c.limiter.Limit()))
+		if wait == 0 && c.limiter.Allow() {
+			return c.SendNow(ctx, m)
+		}
+		wait = max(wait, time.Millisecond) // Allow lost a race: look again shortly
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("hub: rate limit: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// deferWait is how long a deferrable message waits before the bucket,
+// refilling at perSecond, holds a token beyond the reserve.
+func deferWait(tokens, reserve, perSecond float64) time.Duration {
+	short := reserve + 1 - tokens
+	if short <= 0 {
+		return 0
+	}
+	if perSecond <= 0 {
+		return time.Second
+	}
+	return time.Duration(short / perSecond * float64(time.Second))
+}
+
 // SendNow sends m without rate limiting (acks, keepalives).
 func (c *Client) SendNow(ctx context.Context, m wire.Message) error {
 	b, err := wire.Encode(m)

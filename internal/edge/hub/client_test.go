@@ -480,7 +480,10 @@ func TestSendReachesCloud(t *testing.T) {
 	if err := e.c.SendNow(ctx, msg("up-2", 2)); err != nil {
 		t.Fatalf("SendNow: %v", err)
 	}
-	for _, id := range []string{"up-1", "up-2"} {
+	if err := e.c.SendDeferrable(ctx, msg("up-3", 3)); err != nil {
+		t.Fatalf("SendDeferrable: %v", err)
+	}
+	for _, id := range []string{"up-1", "up-2", "up-3"} {
 		if m := cc.next(t, id, notKeepalive); m.Header.ID != id {
 			t.Errorf("cloud got %q, want %q", m.Header.ID, id)
 		}
@@ -589,5 +592,24 @@ func TestWaitConnectedHonoursContext(t *testing.T) {
 	}
 	if c.IsConnected() {
 		t.Error("IsConnected before Run")
+	}
+}
+
+func TestDeferWait(t *testing.T) {
+	cases := []struct {
+		tokens, reserve, perSecond float64
+		want                       time.Duration
+	}{
+		{tokens: 60, reserve: 30, perSecond: 30, want: 0},
+		{tokens: 31, reserve: 30, perSecond: 30, want: 0},
+		{tokens: 30, reserve: 30, perSecond: 30, want: time.Second / 30},
+		{tokens: 0, reserve: 30, perSecond: 30, want: 31 * time.Second / 30},
+		{tokens: -2, reserve: 1, perSecond: 4, want: time.Second},
+		{tokens: 0, reserve: 1, perSecond: 0, want: time.Second},
+	}
+	for _, c := range cases {
+		if got := deferWait(c.tokens, c.reserve, c.perSecond); got != c.want {
+			t.Errorf("deferWait(%v tokens, reserve %v, %v/s) = %v, want %v", c.tokens, c.reserve, c.perSecond, got, c.want)
+		}
 	}
 }

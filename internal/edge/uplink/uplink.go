@@ -30,6 +30,9 @@ type Sender interface {
 	// Send sends m through the uplink rate limiter; it fails at once while
 	// there is no session.
 	Send(ctx context.Context, m wire.Message) error
+	// SendDeferrable is Send for messages that may wait for others (events):
+	// it leaves part of the rate limit to them.
+	SendDeferrable(ctx context.Context, m wire.Message) error
 	// WaitConnected blocks until a session is up or ctx ends.
 	WaitConnected(ctx context.Context) error
 }
@@ -409,7 +412,7 @@ func (u *Uplink) sendSome(ctx context.Context) bool {
 	m, err := wire.New(u.deps.Clock.Now(), wire.SourceEdged, wire.GroupResource, wire.OpInsert,
 		wire.Resource{Namespace: ev.Namespace, Type: wire.TypeEvent, Name: ev.Name}, ev)
 	if err == nil {
-		err = u.deps.Sender.Send(ctx, m)
+		err = u.deps.Sender.SendDeferrable(ctx, m)
 	}
 	u.mu.Lock()
 	if err != nil {

@@ -22,10 +22,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fakeSender records what is sent and is connected while up is true.
 type fakeSender struct {
-	mu   sync.Mutex
-	up   bool
-	upCh chan struct{}
-	sent []wire.Message
+	mu         sync.Mutex
+	up         bool
+	upCh       chan struct{}
+	sent       []wire.Message
+	deferrable int // how many of sent came through SendDeferrable
 }
 
 func newFakeSender(up bool) *fakeSender {
@@ -57,6 +58,17 @@ func (s *fakeSender) Send(ctx context.Context, m wire.Message) error {
 		return hub.ErrNotConnected
 	}
 	s.sent = append(s.sent, m)
+	return nil
+}
+
+// SendDeferrable records m like Send and counts it as deferrable.
+func (s *fakeSender) SendDeferrable(ctx context.Context, m wire.Message) error {
+	if err := s.Send(ctx, m); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.deferrable++
+	s.mu.Unlock()
 	return nil
 }
 
@@ -234,6 +246,12 @@ func TestEventsAreBoundedAndSentAfterReports(t *testing.T) {
 	}
 	if got := u.Stats(); got.EventsDropped != 1 || got.EventsSent != 2 {
 		t.Errorf("stats %+v", got)
+	}
+	s.mu.Lock()
+	deferrable := s.deferrable
+	s.mu.Unlock()
+	if deferrable != 2 {
+		t.Errorf("%d messages went through SendDeferrable, want the 2 events (and not the status)", deferrable)
 	}
 }
 
