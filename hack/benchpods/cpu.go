@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kubeedge-go/kubeedge/internal/testenv"
 )
 
 // clockTicks is USER_HZ, 100 on Linux.
@@ -26,39 +27,36 @@ type cpuSnapshot struct {
 
 func takeCPUSnapshot() cpuSnapshot {
 	s := cpuSnapshot{byName: map[string]int64{}}
-	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, path := range dirs {
-		b, err := os.ReadFile(path)
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
 		if err != nil {
-			continue // exited meanwhile
-		}
-		line := string(b)
-		open, end := strings.IndexByte(line, '('), strings.LastIndexByte(line, ')')
-		if open < 0 || end < open {
 			continue
 		}
-		f := strings.Fields(line[end+1:])
-		if len(f) < 15 {
-			continue
-		}
-		var ticks int64
-		for _, i := range []int{11, 12, 13, 14} { // utime stime cutime cstime
-			v, _ := strconv.ParseInt(f[i], 10, 64)
-			ticks += v
-		}
-		s.byName[line[open+1:end]] += ticks
-	}
-	if b, err := os.ReadFile("/proc/stat"); err == nil {
-		f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
-		for i, v := range f[1:] {
-			if i == 3 || i == 4 { // idle, iowait
-				continue
-			}
-			n, _ := strconv.ParseInt(v, 10, 64)
-			s.busy += n
+		if comm, ticks, err := testenv.ProcCPU(pid); err == nil { // else it exited meanwhile
+			s.byName[comm] += ticks
 		}
 	}
+	s.busy = machineBusyTicks()
 	return s
+}
+
+// machineBusyTicks is the time all CPUs spent not idle, from /proc/stat.
+func machineBusyTicks() int64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	var busy int64
+	f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	return busy
 }
 
 // waitQuiet waits until the machine has been nearly idle (under 15 % of
@@ -66,14 +64,14 @@ func takeCPUSnapshot() cpuSnapshot {
 func waitQuiet(ctx context.Context, limit time.Duration) {
 	cpus := float64(runtime.NumCPU())
 	deadline := time.Now().Add(limit)
-	prev, quiet := takeCPUSnapshot().busy, 0
+	prev, quiet := machineBusyTicks(), 0
 	for quiet < 2 && time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(500 * time.Millisecond):
 		}
-		busy := takeCPUSnapshot().busy
+		busy := machineBusyTicks()
 		if float64(busy-prev)/clockTicks/0.5/cpus < 0.15 {
 			quiet++
 		} else {

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -88,14 +87,8 @@ func BenchmarkDesiredToMapper(b *testing.B) {
 }
 
 func procRSSMB() float64 {
-	b, _ := os.ReadFile("/proc/self/status")
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
+	kb, _ := testenv.ProcStatusKiB(0, "VmRSS")
+	return float64(kb) / 1024
 }
 
 func procCPU() time.Duration {

@@ -350,8 +350,6 @@ func containerdFromState(dir string, st containerdState) (*Containerd, error) {
 	}, nil
 }
 
-// prepareContainerdDir makes dir exist and be empty, cleaning up a stopped
-// (or crashed) containerd's leftovers first; a running one is refused.
 // mountRuntimeState puts containerd's and runc's run-time state (task
 // bundles, shim addresses, runc's state.json) on tmpfs, where a host keeps
 // it (/run). On this disk each pod's dozen small files, created and synced,
@@ -371,6 +369,8 @@ func mountRuntimeState(dir string, log *slog.Logger) {
 	}
 }
 
+// prepareContainerdDir makes dir exist and be empty, cleaning up a stopped
+// (or crashed) containerd's leftovers first; a running one is refused.
 func prepareContainerdDir(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("containerd dir: %w", err)

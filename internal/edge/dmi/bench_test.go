@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -17,6 +15,7 @@ import (
 	"github.com/kubeedge-go/kubeedge/internal/edge/devicetwin"
 	"github.com/kubeedge-go/kubeedge/internal/edge/dmi/dmitest"
 	"github.com/kubeedge-go/kubeedge/internal/store"
+	"github.com/kubeedge-go/kubeedge/internal/testenv"
 	"github.com/kubeedge-go/kubeedge/internal/wire"
 	pb "github.com/kubeedge-go/kubeedge/pkg/apis/dmi/v1beta1"
 )
@@ -42,14 +41,8 @@ func (u *ackingUplink) Send(_ context.Context, m wire.Message) error {
 }
 
 func rssMB() float64 {
-	b, _ := os.ReadFile("/proc/self/status")
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
+	kb, _ := testenv.ProcStatusKiB(0, "VmRSS")
+	return float64(kb) / 1024
 }
 
 func cpuTime() time.Duration {

@@ -1,7 +1,6 @@
 package edged
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubeedge-go/kubeedge/internal/store"
+	"github.com/kubeedge-go/kubeedge/internal/testenv"
 )
 
 // Benchmarks against a real containerd with the local images; each run is
@@ -317,34 +317,13 @@ func BenchmarkOfflineRecovery(b *testing.B) {
 // cpuTicks returns utime+stime of pid plus its reaped children, in clock
 // ticks (1/100 s on Linux).
 func cpuTicks(pid int) int {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(data)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	total := 0
-	for _, i := range []int{11, 12, 13, 14} { // utime stime cutime cstime
-		n, _ := strconv.Atoi(fields[i])
-		total += n
-	}
-	return total
+	_, ticks, _ := testenv.ProcCPU(pid)
+	return int(ticks)
 }
 
 func rssKiB(pid int) int {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return n
-		}
-	}
-	return 0
+	kb, _ := testenv.ProcStatusKiB(pid, "VmRSS")
+	return int(kb)
 }
 
 // shimPIDsFor finds the containerd shims serving sock.
